@@ -1,0 +1,349 @@
+"""The ``sweeper`` command line. It owns exit codes and one-line error messages.
+
+Exit codes: 0 success; 1 runtime failure (``SweeperError``: the database went away, the data
+are corrupt, no completed trial yet); 2 usage error (``UsageError`` or a bad flag); 130
+stopped by a signal. Every failure prints one line, ``sweeper: error: ...``, with
+passwords removed; ``--debug`` (anywhere on the line) adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from sweeper.errors import SweeperError, UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ``UsageError`` (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows of dicts as an aligned text table."""
+    if not rows:
+        return "(none)"
+    cols = list(columns or rows[0].keys())
+    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> None:
+    """Print rows as a table, CSV or JSON on stdout."""
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    elif fmt == "csv":
+        cols = list(columns or (rows[0].keys() if rows else []))
+        writer = csv.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(format_table(rows, columns))
+
+
+# -- shared helpers --------------------------------------------------------------------------
+
+
+def open_storage_for(args: argparse.Namespace, options: Any = None, announce: bool = False) -> Any:
+    """The storage the user asked for; with ``announce``, say so when it is the embedded one."""
+    from sweeper.storage import ENV_VAR, open_storage, redact
+
+    if not args.storage and not os.environ.get(ENV_VAR):
+        from sweeper.embedded import EmbeddedPostgres
+
+        server = EmbeddedPostgres()
+        url = server.start()
+        print(
+            f"storage: embedded PostgreSQL {redact(url)} (data in {server.data_dir})",
+            file=sys.stderr,
+        )
+        return open_storage(url, options)
+    return open_storage(args.storage, options)
+
+
+def _study_for(args: argparse.Namespace) -> Any:
+    from sweeper.study import load_study
+
+    return load_study(open_storage_for(args), args.study)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Create (or load) the spec's study and run trials in this process."""
+    from sweeper.spec import load_spec
+    from sweeper.study import create_or_load, load_study
+
+    spec = load_spec(args.spec)
+    storage = open_storage_for(args, spec.storage, announce=True)
+    create_or_load(storage, spec)
+    study = load_study(storage, spec.name)
+    return _work(args, study)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Join an existing study and run its trials until the budget is met."""
+    from sweeper.study import load_study, stored_spec
+
+    storage = open_storage_for(args)
+    spec = stored_spec(load_study(storage, args.study))
+    # Again, with the study's heartbeat settings.
+    storage = open_storage_for(args, spec.storage, announce=True)
+    return _work(args, load_study(storage, args.study, seed_offset=os.getpid()))
+
+
+def _work(args: argparse.Namespace, study: Any) -> int:
+    from pathlib import Path
+
+    from sweeper.checkpoints import CheckpointStore
+    from sweeper.worker import Progress, Worker, describe_study
+
+    checkpoints = CheckpointStore(Path(args.checkpoint_dir)) if args.checkpoint_dir else None
+    worker = Worker(study, data_override=args.data, device=args.device, checkpoints=checkpoints)
+    progress = Progress()
+    budget = worker.budget
+    progress.say(
+        f"study '{study.study_name}': budget {budget if budget is not None else 'unlimited'}"
+        f" trials, {worker.spec.training.epochs} epochs each, on {worker.device}"
+    )
+    summary = worker.run(max_trials=args.max_trials)
+    progress.say(
+        f"this worker ran {summary.total} trials: "
+        + ", ".join(
+            f"{n} {word}"
+            for word, n in zip(
+                ("complete", "pruned", "failed"), summary.finished.values(), strict=True
+            )
+        )
+    )
+    progress.say(describe_study(study))
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    """Print the best completed trial."""
+    from sweeper.study import best_trial_row
+
+    row = best_trial_row(_study_for(args))
+    if args.format == "json":
+        print(json.dumps(row, indent=2, default=str))
+        return 0
+    flat = {k: v for k, v in row.items() if k not in ("params", "provenance", "fail_reason")}
+    flat.update(row["provenance"])
+    width = max(len(k) for k in flat)
+    for key, value in flat.items():
+        print(f"{key.ljust(width)}  {_cell(value)}")
+    return 0
+
+
+TRIAL_COLUMNS = (
+    "number",
+    "state",
+    "value",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "seed",
+    "epochs_run",
+    "duration_s",
+    "worker",
+    "fail_reason",
+)
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    """List the study's trials."""
+    from sweeper.study import parse_states, trial_rows
+
+    states = parse_states(args.state.split(",")) if args.state else None
+    emit(trial_rows(_study_for(args), states), args.format, TRIAL_COLUMNS)
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    """List the studies in the storage."""
+    from sweeper.study import study_rows
+
+    emit(study_rows(open_storage_for(args)), args.format)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """Manage the embedded PostgreSQL server."""
+    from sweeper.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres()
+    if args.action == "start":
+        print(server.start())
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running")
+    elif args.action == "url":
+        print(server.url())
+    else:
+        pid = server.pid()
+        if pid is None:
+            print(f"stopped (data in {server.data_dir})")
+            return 3  # like pg_ctl status: 3 means not running
+        print(f"running: pid {pid}, 127.0.0.1:{server.port()}, data in {server.data_dir}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--storage",
+        metavar="URL",
+        help="postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB "
+        "(default: $SWEEPER_STORAGE, else the embedded PostgreSQL)",
+    )
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser = _Parser(prog="sweeper", description="lr x weight-decay sweeps for AdamW.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def work_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", metavar="PATH", help="CIFAR-10 location (overrides the spec)")
+        p.add_argument("--device", help="cpu, cuda or cuda:N (default: the spec's)")
+        p.add_argument("--max-trials", type=int, metavar="N", help="stop after N trials here")
+        p.add_argument("--checkpoint-dir", metavar="DIR", help="where epoch checkpoints go")
+
+    run = sub.add_parser("run", parents=[common], help="create or load a study and run trials")
+    run.add_argument("spec", metavar="SPEC", help="study spec file (studies/*.toml)")
+    work_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    worker = sub.add_parser("worker", parents=[common], help="join a study and run its trials")
+    worker.add_argument("--study", required=True, metavar="NAME")
+    work_options(worker)
+    worker.set_defaults(handler=cmd_worker)
+
+    best = sub.add_parser("best", parents=[common], help="the best completed trial")
+    best.add_argument("--study", required=True, metavar="NAME")
+    best.add_argument("--format", choices=("table", "json"), default="table")
+    best.set_defaults(handler=cmd_best)
+
+    trials = sub.add_parser("trials", parents=[common], help="list a study's trials")
+    trials.add_argument("--study", required=True, metavar="NAME")
+    trials.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    trials.add_argument("--state", metavar="STATES", help="e.g. complete,pruned")
+    trials.set_defaults(handler=cmd_trials)
+
+    studies = sub.add_parser("studies", parents=[common], help="list studies")
+    studies.add_argument("--format", choices=("table", "json"), default="table")
+    studies.set_defaults(handler=cmd_studies)
+
+    db = sub.add_parser("db", parents=[common], help="the embedded PostgreSQL server")
+    db.add_argument("action", choices=("start", "stop", "status", "url"))
+    db.set_defaults(handler=cmd_db)
+
+    _register_extensions(sub, [common])
+    return parser
+
+
+def _register_extensions(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sweeper.dashboard.commands") is None:  # TODO(integration)
+        return
+    from sweeper.dashboard import commands
+
+    commands.register(sub, parents)
+
+
+def _version() -> str:
+    import sweeper
+
+    return f"sweeper {sweeper.__version__}"
+
+
+def _secrets(arguments: Sequence[str]) -> list[str]:
+    """Passwords in any URL on the command line or in $SWEEPER_STORAGE, to scrub from output."""
+    from sqlalchemy.engine import make_url
+
+    found = []
+    for text in [*arguments, os.environ.get("SWEEPER_STORAGE", "")]:
+        for token in text.split("="):
+            if "://" not in token:
+                continue
+            try:
+                password = make_url(token).password
+            except Exception:
+                continue
+            if password:
+                found.append(str(password))
+    return found
+
+
+def _quiet_optuna() -> None:
+    """Our own progress lines replace Optuna's INFO logs; its warnings about features we use
+    on purpose (heartbeats with ask/tell, retry callbacks) would only alarm users."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sweeper`` console script."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    _quiet_optuna()
+    debug = "--debug" in arguments
+    try:
+        args = build_parser().parse_args(arguments)
+        handler: Handler = args.handler
+        return handler(args)
+    except KeyboardInterrupt:
+        print("sweeper: stopped", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if isinstance(err, SweeperError):
+            message, code = str(err), err.exit_code
+        else:
+            message = f"unexpected {type(err).__name__}: {err}".splitlines()[0]
+            message += " (run with --debug for the traceback)" if not debug else ""
+            code = 1
+        text = "".join(traceback.format_exception(err)) if debug else ""
+        for secret in _secrets(arguments):
+            message = message.replace(secret, "***")
+            text = text.replace(secret, "***")
+        if text:
+            print(text, file=sys.stderr, end="")
+        print(f"sweeper: error: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

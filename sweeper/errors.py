@@ -1,0 +1,19 @@
+"""The two kinds of failure the command line tells apart.
+
+``UsageError``: the user asked for something that cannot work (a bad spec, a bad URL, an
+unknown study); the CLI prints one line and exits 2. ``SweeperError``: a runtime failure
+(the database went away, the data are corrupt); one line, exit 1. Messages are complete
+sentences fragments a user can act on, and never contain a password.
+"""
+
+
+class SweeperError(Exception):
+    """A runtime failure: the CLI prints ``sweeper: error: <message>`` and exits 1."""
+
+    exit_code = 1
+
+
+class UsageError(SweeperError):
+    """Bad input from the user: the CLI prints ``sweeper: error: <message>`` and exits 2."""
+
+    exit_code = 2

@@ -1,0 +1,60 @@
+"""What a trial records about where and how it ran (user attributes of the trial)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+import torch
+
+import sweeper
+
+
+@functools.cache
+def git_revision() -> str | None:
+    """The source checkout's commit, when sweeper runs from one."""
+    root = Path(sweeper.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def device_name(device: torch.device) -> str:
+    """A human name for ``device``: the GPU's model, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def worker_id() -> str:
+    """``host:pid``: which worker ran a trial."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def provenance(device: torch.device, optimizer_impl: str) -> dict[str, str]:
+    """User attributes every trial carries besides its seed and results."""
+    attrs = {
+        "sweeper_version": sweeper.__version__,
+        "torch_version": torch.__version__,
+        "device": device_name(device),
+        "optimizer_impl": optimizer_impl,
+        "worker": worker_id(),
+    }
+    revision = git_revision()
+    if revision:
+        attrs["git_rev"] = revision
+    return attrs

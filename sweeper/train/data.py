@@ -25,6 +25,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,6 +233,9 @@ def _decode_official(root: Path) -> Dataset:
 
 
 def _decode_split(folder: Path, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    # torchvision 0.29 deprecates its decoders in favour of torchcodec, which this pinned
+    # stack does not ship; they still decode correctly, so keep users' screens quiet.
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities")
     from torchvision.io import ImageReadMode, decode_image, read_file
 
     images: list[torch.Tensor] = []

@@ -1,0 +1,41 @@
+# Two commands on a fresh machine (Python 3.11):
+#   make demo   install into .venv, start the embedded PostgreSQL, run studies/quickstart.toml
+#   make test   install into .venv (with dev tools and a headless browser), lint, type-check, test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# CIFAR-10 for machines without network: the shared JPEG export when it is there, else
+# torchvision downloads the official batches into the per-user cache.
+DATA   ?= $(or $(SWEEPER_DATA),$(wildcard ../shared/data/cifar10-jpeg.tar.gz))
+
+.PHONY: install demo test lint typecheck pytest browser clean
+
+$(BIN)/sweeper: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/sweeper
+
+demo: install
+	$(BIN)/sweeper run studies/quickstart.toml $(if $(DATA),--data $(DATA))
+	$(BIN)/sweeper best --study quickstart
+
+browser:
+	bash scripts/ensure-chromium.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install browser
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -1,0 +1,134 @@
+"""Storage: URL precedence and validation, redaction, and real connection failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg2
+import pytest
+from clirun import one_line_error, sweeper
+
+from sweeper.embedded import EmbeddedPostgres
+from sweeper.errors import SweeperError, UsageError
+from sweeper.storage import normalise_url, open_storage, redact, resolve_url
+
+SECRET = "s3cret-Pa55word"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@h:5/db", "postgresql+psycopg2://u:p@h:5/db"),
+        ("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+    ],
+)
+def test_postgres_urls_are_normalised_to_psycopg2(given: str, expected: str) -> None:
+    assert normalise_url(given) == expected
+
+
+def test_redact_hides_the_password_only() -> None:
+    url = f"postgresql+psycopg2://alice:{SECRET}@db.example:5432/sweeps"
+    assert redact(url) == "postgresql+psycopg2://alice:***@db.example:5432/sweeps"
+    assert SECRET not in redact(url)
+
+
+def test_precedence_flag_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWEEPER_STORAGE", "postgresql://env@h/db")
+    assert resolve_url("postgresql://flag@h/db") == "postgresql+psycopg2://flag@h/db"
+    assert resolve_url(None) == "postgresql+psycopg2://env@h/db"
+
+
+# (storage argument, exit code, words the one-line error must contain)
+BAD_STORAGE = [
+    ("studies.db", 2, "looks like a file path"),
+    ("/var/lib/optuna/study.sqlite3", 2, "looks like a file path"),
+    ("sqlite:///studies.db", 2, "uses 'sqlite'; sweeper stores studies in PostgreSQL only"),
+    (f"mysql://root:{SECRET}@127.0.0.1/x", 2, "uses 'mysql'"),
+    (f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/x", 2, "asks for the driver 'asyncpg'"),
+    (f"postgresql+psycopg2://u:{SECRET}@127.0.0.1:5432", 2, "names no database"),
+    (f"postgresql+psycopg2://u:{SECRET}@127.0.0.1:1/x", 1, "cannot connect to"),
+]
+
+
+@pytest.mark.parametrize(("url", "code", "expected"), BAD_STORAGE, ids=[b[0] for b in BAD_STORAGE])
+def test_bad_storage_urls_through_the_console_script(url: str, code: int, expected: str) -> None:
+    result = sweeper("studies", "--storage", url)
+    assert result.returncode == code, result.stderr
+    line = one_line_error(result)
+    assert expected in line, line
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_bad_storage_url_from_the_environment_is_redacted() -> None:
+    result = sweeper("studies", env={"SWEEPER_STORAGE": f"postgresql://u:{SECRET}@127.0.0.1:1/x"})
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "u:***@127.0.0.1:1/x" in line and SECRET not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def password_server(tmp_path_factory: pytest.TempPathFactory) -> tuple[EmbeddedPostgres, str]:
+    """An embedded server with a role that must log in with a password."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pw"))
+    server.start()
+    conn = psycopg2.connect(host="127.0.0.1", port=server.port(), user="postgres", dbname="sweeper")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE ROLE alice LOGIN PASSWORD '{SECRET}'")
+        cur.execute("CREATE DATABASE alicedb OWNER alice")
+    hba = server.pgdata / "pg_hba.conf"
+    hba.write_text("host all alice 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_reload_conf()")
+    conn.close()
+    yield server, f"127.0.0.1:{server.port()}"
+    server.stop()
+
+
+def test_wrong_password_is_one_redacted_line(password_server: tuple[EmbeddedPostgres, str]) -> None:
+    _, hostport = password_server
+    result = sweeper(
+        "studies", "--storage", f"postgresql://alice:wrong-{SECRET}@{hostport}/sweeper"
+    )
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert 'password authentication failed for user "alice"' in line, line
+    assert "alice:***@" in line and SECRET not in result.stderr + result.stdout
+
+
+def test_right_password_connects(password_server: tuple[EmbeddedPostgres, str]) -> None:
+    _, hostport = password_server
+    result = sweeper("studies", "--storage", f"postgresql://alice:{SECRET}@{hostport}/alicedb")
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_open_storage_errors_are_typed(storage_url: str) -> None:
+    with pytest.raises(UsageError):
+        open_storage("studies.db")
+    with pytest.raises(SweeperError, match="cannot connect"):
+        open_storage("postgresql+psycopg2://nobody@127.0.0.1:1/x")
+    assert open_storage(storage_url).get_all_studies() == []
+
+
+def test_embedded_server_lifecycle_through_the_cli(isolated_home: Path) -> None:
+    """`sweeper db start|status|url|stop` on a fresh per-user data dir, and reuse."""
+    assert sweeper("db", "status").returncode == 3
+    started = sweeper("db", "start")
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip()
+    assert url.startswith("postgresql+psycopg2://postgres@127.0.0.1:") and url.endswith("/sweeper")
+    try:
+        status = sweeper("db", "status")
+        assert status.returncode == 0 and "running: pid" in status.stdout
+        assert sweeper("db", "url").stdout.strip() == url
+        assert sweeper("db", "start").stdout.strip() == url  # reused, not a second server
+        listing = sweeper("studies")  # no --storage, no env: the embedded default
+        assert listing.returncode == 0, listing.stderr
+        assert listing.stdout.strip() == "(none)"
+    finally:
+        stopped = sweeper("db", "stop")
+    assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped"
+    assert sweeper("db", "status").returncode == 3
+    assert (isolated_home / "postgres" / "pgdata" / "PG_VERSION").exists()

@@ -102,19 +102,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     storage = open_storage_for(args, spec.storage, announce=True)
     create_or_load(storage, spec)
+    if args.workers > 1 or args.gpus:
+        return _launch(args, spec, storage.url)
     study = load_study(storage, spec.name)
     return _work(args, study)
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    """Join an existing study and run its trials until the budget is met."""
+def _launch(args: argparse.Namespace, spec: Any, storage_url: str) -> int:
+    """Supervise ``--workers`` worker processes (one per GPU with ``--gpus``)."""
+    from sweeper.launch import Launcher, parse_gpus
+    from sweeper.train.data import load_dataset
+
+    if args.max_trials is not None:
+        raise UsageError("--max-trials applies to one worker; with --workers set [study] n_trials")
+    gpus = parse_gpus(args.gpus)
+    n_workers = args.workers if args.workers > 1 or not gpus else len(gpus)
+    load_dataset(spec.data, args.data)  # decode once here; the workers read the cache
+    extra = [
+        f"--{name.replace('_', '-')}={value}"
+        for name in ("data", "device", "checkpoint_dir")
+        if (value := getattr(args, name)) is not None
+    ]
+    print(
+        f"launching {n_workers} workers for study '{spec.name}'"
+        + (f" on GPUs {','.join(gpus)}" if gpus else " on CPU slots"),
+        file=sys.stderr,
+    )
+    code = Launcher(spec.name, storage_url, n_workers, gpus, extra).run()
+    if code == 0:
+        from sweeper.study import load_study
+        from sweeper.worker import describe_study
+
+        print(describe_study(load_study(open_storage_for(args), spec.name)), file=sys.stderr)
+    return code
+
+
+def _study_with_its_settings(args: argparse.Namespace, announce: bool = False) -> Any:
+    """Load ``--study`` through a storage opened with the study's own heartbeat settings."""
     from sweeper.study import load_study, stored_spec
 
-    storage = open_storage_for(args)
-    spec = stored_spec(load_study(storage, args.study))
-    # Again, with the study's heartbeat settings.
-    storage = open_storage_for(args, spec.storage, announce=True)
-    return _work(args, load_study(storage, args.study, seed_offset=os.getpid()))
+    spec = stored_spec(load_study(open_storage_for(args), args.study))
+    storage = open_storage_for(args, spec.storage, announce=announce)
+    # Workers draw from differently seeded samplers; a launched worker's offset is its index.
+    offset = int(os.environ.get("SWEEPER_WORKER_INDEX", os.getpid()))
+    return load_study(storage, args.study, seed_offset=offset)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Join an existing study and run its trials until the budget is met."""
+    return _work(args, _study_with_its_settings(args, announce=True))
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    """Fail trials whose heartbeat went silent; Optuna re-queues them with the same params."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = _study_with_its_settings(args)
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    reaped = sorted(before - after)
+    waiting = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+    print(f"failed {len(reaped)} stale trials {reaped}; {len(waiting)} trials wait for a worker")
+    return 0
 
 
 def _work(args: argparse.Namespace, study: Any) -> int:
@@ -216,6 +267,16 @@ def cmd_db(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -240,6 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="create or load a study and run trials")
     run.add_argument("spec", metavar="SPEC", help="study spec file (studies/*.toml)")
     work_options(run)
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes on this host (default 1: run in this process)",
+    )
+    run.add_argument(
+        "--gpus",
+        metavar="all|0,1,...",
+        help="one worker per GPU, each pinned with CUDA_VISIBLE_DEVICES",
+    )
     run.set_defaults(handler=cmd_run)
 
     worker = sub.add_parser("worker", parents=[common], help="join a study and run its trials")
@@ -261,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     studies = sub.add_parser("studies", parents=[common], help="list studies")
     studies.add_argument("--format", choices=("table", "json"), default="table")
     studies.set_defaults(handler=cmd_studies)
+
+    reap = sub.add_parser("reap", parents=[common], help="fail and re-queue stale trials now")
+    reap.add_argument("--study", required=True, metavar="NAME")
+    reap.set_defaults(handler=cmd_reap)
 
     db = sub.add_parser("db", parents=[common], help="the embedded PostgreSQL server")
     db.add_argument("action", choices=("start", "stop", "status", "url"))

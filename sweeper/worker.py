@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import optuna
+import sqlalchemy
 import torch
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
@@ -41,11 +42,17 @@ from sweeper.checkpoints import CheckpointStore
 from sweeper.errors import SweeperError
 from sweeper.provenance import provenance
 from sweeper.spec import StudySpec
-from sweeper.study import FAIL_REASON_ATTR, claim_trial, stored_spec
+from sweeper.study import FAIL_REASON_ATTR, claim_trial, engine_of, stored_spec
 from sweeper.train.data import Dataset, load_dataset
 from sweeper.train.loop import EpochResult, NonFiniteLoss, Trainer, resolve_device
 from sweeper.train.model import SimpleCNN
 from sweeper.train.optimizers import implementation_name
+
+# Errors that mean "the database is unreachable", not "the trial is broken". Optuna turns some
+# SQLAlchemy errors into StorageInternalError.
+DATABASE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+# How long a worker waits for PostgreSQL to come back before it gives up.
+DATABASE_WAIT_S = 600
 
 
 class WorkerStopped(SweeperError):
@@ -167,13 +174,45 @@ class Worker:
         _ = self.data  # fail on bad data before claiming any trial
         with _stop_on_signals():
             while max_trials is None or summary.total < max_trials:
-                optuna.storages.fail_stale_trials(self.study)
-                trial = claim_trial(self.study, self.budget)
-                if trial is None:
-                    break
-                state = self.run_trial(trial)
+                trial = None
+                try:
+                    optuna.storages.fail_stale_trials(self.study)
+                    trial = claim_trial(self.study, self.budget)
+                    if trial is None:
+                        break
+                    state = self.run_trial(trial)
+                except DATABASE_ERRORS as err:
+                    self._ride_out_outage(err, trial)
+                    continue
                 summary.finished[state.name] += 1
         return summary
+
+    def _ride_out_outage(self, err: BaseException, trial: optuna.Trial | None) -> None:
+        """Wait for the database to come back, then re-queue the trial it interrupted."""
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+        self.progress.say(
+            f"database unreachable ({reason[0] if reason else type(err).__name__}); "
+            f"waiting up to {DATABASE_WAIT_S} s for it"
+        )
+        deadline = time.monotonic() + DATABASE_WAIT_S
+        delay = 0.5
+        while True:
+            try:
+                with engine_of(self.study).connect() as conn:
+                    conn.execute(sqlalchemy.text("SELECT 1"))
+                break
+            except DATABASE_ERRORS:
+                if time.monotonic() > deadline:
+                    raise SweeperError(
+                        f"the database stayed unreachable for {DATABASE_WAIT_S} s; giving up"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.progress.say("database is back")
+        if trial is not None:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self._requeue(trial)
+                self.progress.say(f"trial {trial.number:>3} | re-queued after the outage")
 
     # -- one trial --------------------------------------------------------------------------
 
@@ -215,6 +254,8 @@ class Worker:
             ) from None
         except NonFiniteLoss as err:
             state, value = self._fail(trial, str(err)), None
+        except DATABASE_ERRORS:
+            raise  # not the trial's fault: the worker waits and re-queues it
         except Exception as err:
             detail = traceback.format_exception_only(type(err), err)[-1].strip()
             state, value = self._fail(trial, detail), None

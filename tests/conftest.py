@@ -8,7 +8,10 @@ databases). Each test that asks for ``storage_url`` gets a fresh, empty database
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,25 +25,32 @@ from sweeper.embedded import EmbeddedPostgres
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@contextlib.contextmanager
+def embedded_postgres() -> Iterator[EmbeddedPostgres]:
+    """A running embedded server in a fresh directory, stopped and removed afterwards.
+
+    The directory is not under pytest's tmp_path: pytest resets its base directory to mode
+    0700 when any pytest session starts, which would lock the server's own user out.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="sweeper-test-pg-"))
+    server = EmbeddedPostgres(data_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """URL of a maintenance database on a running PostgreSQL server for this session."""
     given = os.environ.get("SWEEPER_TEST_STORAGE")
     if given:
         yield given
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    url = server.start()
-    yield url
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def embedded_server(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> EmbeddedPostgres:
-    """An embedded server of its own, for tests that stop, restart or reconfigure one."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg-own"))
-    server.start()
-    return server
+    with embedded_postgres() as server:
+        yield server.url()
 
 
 def _admin_connect(url: str) -> psycopg2.extensions.connection:
@@ -60,16 +70,11 @@ def _admin_connect(url: str) -> psycopg2.extensions.connection:
 def storage_url(pg_server: str) -> Iterator[str]:
     """A fresh empty database on the session's server, dropped after the test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = _admin_connect(pg_server)
-    with conn.cursor() as cur:
+    with contextlib.closing(_admin_connect(pg_server)) as conn, conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+    yield make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    with contextlib.closing(_admin_connect(pg_server)) as conn, conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

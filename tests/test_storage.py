@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 from clirun import one_line_error, sweeper
+from conftest import embedded_postgres
 
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.errors import SweeperError, UsageError
@@ -68,10 +70,14 @@ def test_bad_storage_url_from_the_environment_is_redacted() -> None:
 
 
 @pytest.fixture(scope="module")
-def password_server(tmp_path_factory: pytest.TempPathFactory) -> tuple[EmbeddedPostgres, str]:
+def password_server() -> Iterator[tuple[EmbeddedPostgres, str]]:
     """An embedded server with a role that must log in with a password."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pw"))
-    server.start()
+    with embedded_postgres() as server:
+        _add_password_role(server)
+        yield server, f"127.0.0.1:{server.port()}"
+
+
+def _add_password_role(server: EmbeddedPostgres) -> None:
     conn = psycopg2.connect(host="127.0.0.1", port=server.port(), user="postgres", dbname="sweeper")
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -82,8 +88,6 @@ def password_server(tmp_path_factory: pytest.TempPathFactory) -> tuple[EmbeddedP
     with conn.cursor() as cur:
         cur.execute("SELECT pg_reload_conf()")
     conn.close()
-    yield server, f"127.0.0.1:{server.port()}"
-    server.stop()
 
 
 def test_wrong_password_is_one_redacted_line(password_server: tuple[EmbeddedPostgres, str]) -> None:

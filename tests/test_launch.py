@@ -1,0 +1,148 @@
+"""Many worker processes on one study: a global budget, and a PostgreSQL restart survived."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from clirun import SCRIPT, one_line_error, sweeper
+from conftest import embedded_postgres
+from optuna.trial import TrialState
+
+from sweeper.embedded import EmbeddedPostgres
+from sweeper.spec import load_spec
+from sweeper.study import create_or_load
+
+FAST_SPEC = """
+[study]
+name = "{name}"
+n_trials = {budget}
+[sampler]
+kind = "random"
+[pruner]
+kind = "median"
+n_startup_trials = 4
+[training]
+epochs = {epochs}
+[data]
+train_size = 60
+val_size = 30
+[storage]
+heartbeat_interval = 2
+grace_period = 10
+"""
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _worker_lines(stderr: str) -> dict[str, list[str]]:
+    lines: dict[str, list[str]] = {}
+    for line in stderr.splitlines():
+        match = re.match(r"\[(w\d+)\] (.*)", line)
+        if match:
+            lines.setdefault(match.group(1), []).append(match.group(2))
+    return lines
+
+
+def test_eight_workers_share_one_budget(
+    storage_url: str, tiny_official: Path, tmp_path: Path
+) -> None:
+    spec = tmp_path / "many.toml"
+    spec.write_text(FAST_SPEC.format(name="many", budget=40, epochs=1))
+    run = sweeper(
+        "run", str(spec), "--workers", "8", "--storage", storage_url,
+        "--data", str(tiny_official), timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = optuna.load_study(study_name="many", storage=storage_url)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 40, [t.state for t in trials]
+    assert all(t.state in FINISHED for t in trials)
+    assert sorted(t.number for t in trials) == list(range(40))
+    workers = _worker_lines(run.stderr)
+    assert sorted(workers) == [f"w{i}" for i in range(8)]
+    for name, lines in workers.items():
+        text = "\n".join(lines).lower()
+        assert "error" not in text and "traceback" not in text, f"{name}:\n{text}"
+    used = {t.user_attrs["worker"] for t in trials}
+    assert len(used) >= 2, "the trials were not spread over the workers"
+    # Workers seed their samplers differently: no two trials drew the same point.
+    assert len({(t.params["lr"], t.params["weight_decay"]) for t in trials}) == 40
+
+
+def test_sweep_survives_a_postgresql_restart(tiny_official: Path, tmp_path: Path) -> None:
+    with embedded_postgres() as server:
+        _restart_mid_sweep(server, tiny_official, tmp_path)
+
+
+def _restart_mid_sweep(server: EmbeddedPostgres, tiny_official: Path, tmp_path: Path) -> None:
+    url = server.url()
+    spec = tmp_path / "restart.toml"
+    spec.write_text(FAST_SPEC.format(name="restart", budget=10, epochs=2))
+    proc = subprocess.Popen(
+        [str(SCRIPT), "run", str(spec), "--workers", "2", "--storage", url,
+         "--data", str(tiny_official)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "COMPLETE" in line:
+                break
+        server.stop()
+        time.sleep(3)
+        assert server.start() == url  # same port, same data
+        rest, _ = proc.communicate(timeout=600)[1], None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(seen) + (rest or "")
+    assert proc.returncode == 0, output[-3000:]
+    assert "database unreachable" in output and "database is back" in output
+    study = optuna.load_study(study_name="restart", storage=url)
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    assert len(finished) == 10
+    # At most the in-flight trial of each worker was failed and re-queued.
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    assert len(failed) <= 2
+    assert not any(t.user_attrs.get("fail_reason") for t in failed)
+
+
+def test_reap_fails_stale_trials_on_demand(storage_url: str, tmp_path: Path) -> None:
+    spec = tmp_path / "reap.toml"
+    spec.write_text(FAST_SPEC.format(name="reap", budget=3, epochs=1))
+    storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=2, grace_period=10)
+    study = create_or_load(storage, load_spec(spec))
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True)})
+    storage.record_heartbeat(trial._trial_id)
+    fresh = sweeper("reap", "--study", "reap", "--storage", storage_url)
+    assert fresh.returncode == 0 and "failed 0 stale trials" in fresh.stdout
+    time.sleep(11)
+    reaped = sweeper("reap", "--study", "reap", "--storage", storage_url)
+    assert reaped.returncode == 0, reaped.stderr
+    assert f"failed 1 stale trials [{trial.number}]; 1 trials wait" in reaped.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (("--workers", "0"), "--workers: must be an integer >= 1 (got '0')"),
+        (("--workers", "two"), "--workers: must be an integer >= 1 (got 'two')"),
+        (("--gpus", "first"), "--gpus must be 'all' or GPU indices like 0,1 (got 'first')"),
+        (("--workers", "2", "--max-trials", "3"), "--max-trials applies to one worker"),
+    ],
+)
+def test_bad_launch_flags(
+    flags: tuple[str, ...], expected: str, storage_url: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(FAST_SPEC.format(name="bad", budget=1, epochs=1))
+    result = sweeper("run", str(spec), *flags, "--storage", storage_url)
+    assert result.returncode == 2
+    assert expected in one_line_error(result)

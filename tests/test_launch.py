@@ -10,8 +10,8 @@ from pathlib import Path
 import optuna
 import pytest
 from clirun import SCRIPT, one_line_error, sweeper
-from conftest import embedded_postgres
 from optuna.trial import TrialState
+from pgtools import embedded_postgres
 
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.spec import load_spec

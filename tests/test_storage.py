@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from clirun import one_line_error, sweeper
-from conftest import embedded_postgres
+from pgtools import embedded_postgres
 
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.errors import SweeperError, UsageError

@@ -1,8 +1,9 @@
 """The optimizers a study can name, built for one model.
 
-``adamw`` is decoupled weight decay, ``adam`` coupled L2 (the AdamW paper's comparison).
-Both run on ``sweeper.optim.FusedAdamW`` when it is importable, else on torch's own
-AdamW / Adam with the same arguments. ``implementation_name`` says which, for provenance.
+``adamw`` is decoupled weight decay, ``adam`` coupled L2 (the AdamW paper's comparison); both
+run on the project's ``FusedAdamW`` (one Triton launch per step on CUDA, ATen's fused math
+over flat buffers on the CPU). ``implementation_name`` records which path ran, for
+provenance.
 """
 
 from __future__ import annotations
@@ -11,34 +12,24 @@ from collections.abc import Iterable
 
 import torch
 
+from sweeper.optim import FusedAdamW
+
 BETAS = (0.9, 0.999)  # torch's and the tutorial's defaults
-EPS = 1e-8
-
-
-def _fused_class() -> type[torch.optim.Optimizer] | None:
-    try:
-        from sweeper.optim import FusedAdamW
-    except ImportError:
-        return None
-    return FusedAdamW
+EPS = 1e-8  # torch's default
 
 
 def make_optimizer(
     name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """An optimizer ``name`` in ("adamw", "adam") over ``params``."""
-    fused = _fused_class()
-    if fused is not None:
-        return fused(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=weight_decay, mode=name)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}")
+) -> FusedAdamW:
+    """``FusedAdamW`` in mode ``name`` ("adamw" or "adam") over ``params``.
+
+    Build it after the model is on its device: it moves the parameters into flat buffers.
+    """
+    return FusedAdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=weight_decay, mode=name)
 
 
 def implementation_name(optimizer: torch.optim.Optimizer) -> str:
-    """How ``optimizer`` computes its step, e.g. ``FusedAdamW/triton`` or ``torch.AdamW``."""
+    """How ``optimizer`` computes its step, e.g. ``FusedAdamW/triton``."""
     detail = getattr(optimizer, "implementation", None)
     if detail is not None:
         return f"{type(optimizer).__name__}/{detail}"

@@ -1,0 +1,234 @@
+"""Median optimizer-step time: FusedAdamW against torch.optim.AdamW, for K packed SimpleCNNs.
+
+Run from the repository root:
+
+    .venv/bin/python bench/adamw_step.py              # CPU always, CUDA too when present
+    .venv/bin/python bench/adamw_step.py --quick      # fewer repeats (a smoke run)
+    .venv/bin/python bench/adamw_step.py --device cpu --ks 1 8 --repeats 50 --threads 1
+
+What it measures. For K = 1, 8, 64 copies of the tutorial SimpleCNN's parameters (545,098
+each), packed as K parameter groups with K different (lr, weight_decay) pairs as a sweep
+packs them, every variant gets the same gradients and runs ``step()`` only (no forward or
+backward): torch.optim.AdamW with ``foreach=True``, with ``fused=True`` (where the device
+supports it) and sweeper's FusedAdamW (its default implementation for the device). The
+variants are timed in turns, after warm-up steps, so a change in machine load hits all of
+them; the table shows the median per step and the ratio to the best torch variant
+(``speedup`` > 1 means faster than torch's best). On CUDA, each sample times a run of steps
+between CUDA events, and the table adds the achieved bandwidth against the roofline of 28
+bytes per parameter (read p, g, m, v; write p, m, v) and its fraction of the GPU's peak
+memory bandwidth (from the device's memory clock and bus width). The header prints the
+machine, the library versions, the thread count, the load average and the repeat counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import triton
+from torch import nn
+
+from sweeper.optim import FusedAdamW
+from sweeper.train.model import SimpleCNN
+
+BYTES_PER_PARAM = 28  # float32: read param, grad, exp_avg, exp_avg_sq; write the three states
+
+
+@dataclass
+class Variant:
+    name: str
+    build: Callable[[list[dict[str, object]]], torch.optim.Optimizer]
+    optimizer: torch.optim.Optimizer | None = None
+    times: list[float] | None = None
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def packed_groups(k: int, device: torch.device, seed: int) -> list[dict[str, object]]:
+    """K SimpleCNN parameter sets as K groups, each with its own lr and weight decay and
+    a fixed random gradient."""
+    shapes = [p.shape for p in SimpleCNN().parameters()]
+    gen = torch.Generator().manual_seed(seed)
+    groups: list[dict[str, object]] = []
+    for i in range(k):
+        params = []
+        for shape in shapes:
+            p = nn.Parameter((torch.randn(shape, generator=gen) * 0.05).to(device))
+            p.grad = torch.randn(shape, generator=gen).to(device)
+            params.append(p)
+        # Log-spaced over the default search space: lr in [1e-4, 1e-3], wd in [1e-4, 1e-2].
+        frac = i / max(k - 1, 1)
+        groups.append({"params": params, "lr": 1e-4 * 10**frac, "weight_decay": 1e-4 * 100**frac})
+    return groups
+
+
+def variants_for(device: torch.device) -> list[Variant]:
+    variants = [
+        Variant("torch AdamW foreach=True", lambda g: torch.optim.AdamW(g, foreach=True)),
+        Variant("torch AdamW fused=True", lambda g: torch.optim.AdamW(g, fused=True)),
+        Variant("FusedAdamW", lambda g: FusedAdamW(g)),
+    ]
+    return variants
+
+
+def peak_bandwidth(device: torch.device) -> float | None:
+    """Peak DRAM bandwidth in bytes/s from the memory clock (kHz, double data rate) and bus."""
+    props = torch.cuda.get_device_properties(device)
+    clock_khz = getattr(props, "memory_clock_rate", 0)
+    bus_bits = getattr(props, "memory_bus_width", 0)
+    if not clock_khz or not bus_bits:
+        return None
+    return 2.0 * clock_khz * 1e3 * bus_bits / 8
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Achieved device-to-device copy bandwidth (read + write) in bytes/s, for reference."""
+    n = 256 * 2**20  # 1 GiB of float32: far beyond any cache
+    src = torch.empty(n, device=device)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples = []
+    for _ in range(10):
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3)
+    return 2 * n * 4 / statistics.median(samples)
+
+
+def measure(
+    device: torch.device, k: int, warmup: int, repeats: int, steps_per_sample: int
+) -> tuple[int, list[Variant]]:
+    """Median seconds per step of every variant that runs on ``device``."""
+    variants = []
+    n_params = 0
+    for v in variants_for(device):
+        groups = packed_groups(k, device, seed=k)
+        n_params = k * sum(p.numel() for p in SimpleCNN().parameters())
+        try:
+            v.optimizer = v.build(groups)
+            v.optimizer.step()
+        except (RuntimeError, ValueError) as err:  # fused=True where a device lacks it
+            print(f"  skipped {v.name} on {device}: {err}")
+            continue
+        v.times = []
+        variants.append(v)
+    cuda = device.type == "cuda"
+    for v in variants:
+        assert v.optimizer is not None
+        for _ in range(warmup):
+            v.optimizer.step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    for _ in range(repeats):
+        for v in variants:  # in turns: load changes hit every variant alike
+            assert v.optimizer is not None and v.times is not None
+            if cuda:
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(steps_per_sample):
+                    v.optimizer.step()
+                end.record()
+                end.synchronize()
+                v.times.append(start.elapsed_time(end) / 1e3 / steps_per_sample)
+            else:
+                t0 = time.perf_counter()
+                v.optimizer.step()
+                v.times.append(time.perf_counter() - t0)
+    return n_params, variants
+
+
+def report(device: torch.device, ks: list[int], args: argparse.Namespace) -> None:
+    cuda = device.type == "cuda"
+    peak = peak_bandwidth(device) if cuda else None
+    if cuda:
+        name = torch.cuda.get_device_name(device)
+        copy_bw = copy_bandwidth(device)
+        peak_text = f"{peak / 1e9:.0f} GB/s" if peak else "unknown"
+        print(f"\n== {device}: {name}; peak memory bandwidth {peak_text} (memory clock x bus)")
+        print(f"   measured copy bandwidth (read+write) {copy_bw / 1e9:.0f} GB/s")
+        print(f"   {args.repeats} samples x {args.steps_per_sample} steps, {args.warmup} warm-up")
+    else:
+        print(f"\n== cpu: {cpu_name()}; {torch.get_num_threads()} ATen threads")
+        print(f"   {args.repeats} timed steps per variant (in turns), {args.warmup} warm-up")
+    header = f"{'K':>3} {'params':>11}  {'variant':<26} {'median ms':>10} {'speedup':>8}"
+    if cuda:
+        header += f" {'GB/s':>7} {'of peak':>8}"
+    print(header)
+    for k in ks:
+        n_params, variants = measure(
+            device, k, args.warmup, args.repeats, args.steps_per_sample if cuda else 1
+        )
+        medians = {v.name: statistics.median(v.times or [float("nan")]) for v in variants}
+        torch_best = min(t for n, t in medians.items() if n.startswith("torch"))
+        for v in variants:
+            t = medians[v.name]
+            line = f"{k:>3} {n_params:>11,}  {v.name:<26} {t * 1e3:>10.3f} {torch_best / t:>7.2f}x"
+            if cuda:
+                bw = BYTES_PER_PARAM * n_params / t
+                line += f" {bw / 1e9:>7.0f}"
+                line += f" {bw / peak:>7.0%}" if peak else f" {'?':>8}"
+            print(line)
+        for v in variants:
+            v.optimizer = None  # free this K's buffers before the next
+        if cuda:
+            torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--repeats", type=int, default=None, help="timed samples per variant")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps-per-sample", type=int, default=20, help="CUDA: steps per event")
+    parser.add_argument("--threads", type=int, default=None, help="ATen threads on the CPU")
+    parser.add_argument("--quick", action="store_true", help="10 repeats, 2 warm-up steps")
+    args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = 10 if args.quick else 40
+    if args.quick:
+        args.warmup = 2
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    print("FusedAdamW step benchmark (bench/adamw_step.py)")
+    print(
+        f"torch {torch.__version__}, triton {triton.__version__}, python "
+        f"{platform.python_version()}, {platform.system()} {platform.machine()}"
+    )
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if load is not None:
+        print(f"load average at start: {load[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+    print("speedup = median of the best torch variant / median of this variant")
+
+    devices = []
+    if args.device in ("auto", "cpu"):
+        devices.append(torch.device("cpu"))
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        devices.append(torch.device("cuda"))
+    for device in devices:
+        report(device, args.ks, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""The live page: a small stdlib HTTP server that redraws the views as workers add trials.
+
+Promises:
+
+- Routes: ``/`` lists the studies (or redirects to ``--study``'s page when one was given);
+  ``/study/NAME`` is a study's page; ``/api/study/NAME`` its summary and figures as JSON;
+  ``/static/plotly.min.js`` the plotly.js of the installed plotly package. Nothing on the
+  page comes from another host: it works with no network.
+- The page polls ``/api/study/NAME`` every ``refresh_s`` seconds and redraws in place
+  (``Plotly.react``: zoom and hidden traces survive a refresh). Each poll reads the study
+  from PostgreSQL; figures are recomputed only when a trial was added, finished or reported
+  an epoch since the last poll, so an idle page costs the database one trial read.
+- Binds to 127.0.0.1 unless told otherwise: the page has no authentication.
+- Errors reach the page as one line (HTTP 404 for an unknown study, 500 otherwise) and never
+  contain a storage password: messages pass through ``redact`` where a URL may appear.
+
+No web framework: the page is four routes, and the standard library's threading server
+serves a handful of users well. Dash would add Flask, a React bundle and a dependency tree
+for what ``fetch`` and ``Plotly.react`` already do.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import optuna
+import plotly
+import plotly.io as pio
+
+from sweeper.dashboard.config import DashboardConfig
+from sweeper.dashboard.data import snapshot
+from sweeper.dashboard.report import PAGE_CSS, PLOTLY_CONFIG, summary_html
+from sweeper.dashboard.views import build_views, panels
+from sweeper.errors import SweeperError, UsageError
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@dataclass
+class _Cached:
+    """The last figures computed for a study, and the trial state they were computed from."""
+
+    fingerprint: tuple[Any, ...] = ()
+    payload: bytes = b""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class StudySource:
+    """Loads studies from one storage and turns them into the page's JSON, with caching.
+
+    A loaded ``optuna.Study`` is kept per name: Optuna caches finished trials, so each poll
+    reads only trials that were unfinished at the previous one.
+    """
+
+    def __init__(
+        self,
+        storage: optuna.storages.BaseStorage,
+        load: Callable[[optuna.storages.BaseStorage, str], optuna.Study],
+    ) -> None:
+        self._storage = storage
+        self._load = load
+        self._studies: dict[str, optuna.Study] = {}
+        self._cache: dict[str, _Cached] = {}
+        self._guard = threading.Lock()
+
+    def names(self) -> list[dict[str, Any]]:
+        """One row per study in the storage: name, trial count, direction."""
+        return [
+            {"study": s.study_name, "trials": s.n_trials, "direction": s.direction.name.lower()}
+            for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False)
+        ]
+
+    def check(self, name: str) -> None:
+        """Raise ``UsageError`` (naming the study) when the storage has no study ``name``."""
+        self._study(name)
+
+    def _study(self, name: str) -> optuna.Study:
+        with self._guard:
+            if name not in self._studies:
+                self._studies[name] = self._load(self._storage, name)
+                self._cache[name] = _Cached()
+            return self._studies[name]
+
+    def payload(self, name: str) -> bytes:
+        """The study's summary HTML and figures as JSON bytes (recomputed only on change)."""
+        study = self._study(name)
+        cached = self._cache[name]
+        with cached.lock:
+            snap = snapshot(study)
+            fingerprint = tuple(
+                (t.number, t.state, len(t.intermediate_values), t.datetime_complete)
+                for t in snap.trials
+            )
+            if fingerprint != cached.fingerprint or not cached.payload:
+                views = build_views(snap)
+                # Plotly serialises its own figures (numpy arrays included); the rest is
+                # spliced around them rather than decoded and re-encoded.
+                parts = [
+                    f'{{"key":{json.dumps(p.key)},"title":{json.dumps(p.title)},'
+                    f'"caption":{json.dumps(p.caption)},'
+                    f'"figure":{pio.to_json(p.figure, validate=False)}}}'
+                    for p in panels(views)
+                ]
+                head = json.dumps(
+                    {
+                        "study": snap.name,
+                        "n_trials": len(snap.trials),
+                        "taken_at": snap.taken_at.strftime("%H:%M:%S"),
+                        "summary_html": summary_html(views.summary),
+                    }
+                )
+                cached.payload = (head[:-1] + ',"panels":[' + ",".join(parts) + "]}").encode()
+                cached.fingerprint = fingerprint
+            return cached.payload
+
+
+def _page(title: str, body: str, script: str = "") -> bytes:
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        # An empty icon: otherwise every browser asks for /favicon.ico and logs the 404.
+        "<link rel='icon' href='data:,'>"
+        f"<title>{html.escape(title)}</title><style>{PAGE_CSS}"
+        "#status{color:#666} #error{color:#b00020;font-weight:600}</style>"
+        f"{script}</head><body>{body}</body></html>"
+    ).encode()
+
+
+def study_list_page(rows: list[dict[str, Any]]) -> bytes:
+    """The list of studies, each linking to its page."""
+    if rows:
+        items = "".join(
+            f"<tr><td><a href='/study/{urllib.parse.quote(r['study'], safe='')}'>"
+            f"{html.escape(r['study'])}</a></td><td class='num'>{r['trials']}</td>"
+            f"<td>{r['direction']}</td></tr>"
+            for r in rows
+        )
+        table = (
+            "<table class='summary' id='studies'><tr><th>study</th><th>trials</th>"
+            f"<th>direction</th></tr>{items}</table>"
+        )
+    else:
+        table = "<p id='studies'>No studies in this storage yet: start one with sweeper run.</p>"
+    return _page("sweeper studies", f"<h1>sweeper studies</h1>{table}")
+
+
+# The page's script: fetch the JSON, draw each panel, poll again. Panels are created on the
+# first response, so a study's set of figures can be whatever the server sends.
+_SCRIPT = """
+const API = %(api)s, REFRESH_MS = %(refresh_ms)d, CONFIG = %(config)s;
+async function refresh() {
+  const status = document.getElementById('status'), error = document.getElementById('error');
+  try {
+    const response = await fetch(API, {cache: 'no-store'});
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    document.getElementById('summary').innerHTML = body.summary_html;
+    const holder = document.getElementById('panels');
+    for (const panel of body.panels) {
+      let div = document.getElementById('fig-' + panel.key);
+      if (!div) {
+        const section = document.createElement('section');
+        section.id = panel.key;
+        const h2 = document.createElement('h2'); h2.textContent = panel.title;
+        const p = document.createElement('p'); p.className = 'caption';
+        p.textContent = panel.caption;
+        div = document.createElement('div'); div.id = 'fig-' + panel.key; div.className = 'figure';
+        // The div's height is the figure's: Plotly's responsive mode sizes to its container.
+        div.style.height = (panel.figure.layout.height || 450) + 'px';
+        section.append(h2, p, div); holder.append(section);
+      }
+      await Plotly.react(div, panel.figure.data, panel.figure.layout, CONFIG);
+    }
+    status.textContent = body.n_trials + ' trials, read ' + body.taken_at +
+      '; refreshing every ' + (REFRESH_MS / 1000) + ' s';
+    error.textContent = '';
+  } catch (e) {
+    error.textContent = 'Could not refresh: ' + e.message + ' (retrying)';
+  }
+  setTimeout(refresh, REFRESH_MS);
+}
+window.addEventListener('load', refresh);
+"""
+
+
+def study_page(name: str, refresh_s: float) -> bytes:
+    """A study's page: empty panels that the script fills and keeps fresh."""
+    api = "/api/study/" + urllib.parse.quote(name, safe="")
+    script = _SCRIPT % {
+        "api": json.dumps(api),
+        "refresh_ms": int(refresh_s * 1000),
+        "config": json.dumps(PLOTLY_CONFIG),
+    }
+    title = f"sweeper: {name}"
+    body = (
+        f"<h1>{html.escape(title)}</h1><p class='meta'><a href='/studies'>all studies</a> · "
+        "<span id='status'>loading…</span> <span id='error'></span></p>"
+        "<div id='summary'></div><div id='panels'></div>"
+    )
+    head = f"<script src='/static/plotly.min.js'></script><script>{script}</script>"
+    return _page(title, body, head)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DashboardServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # One line per request would drown the terminal at one poll per 5 s per page.
+        return
+
+    def _send(
+        self, status: HTTPStatus, body: bytes, content_type: str, cache: bool = False
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "max-age=86400" if cache else "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json_error(self, status: HTTPStatus, message: str) -> None:
+        self._send(status, json.dumps({"error": message}).encode(), "application/json")
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        config = self.server.config
+        try:
+            if path == "/" and config.study:
+                self.send_response(HTTPStatus.FOUND)
+                self.send_header("Location", "/study/" + urllib.parse.quote(config.study, safe=""))
+                self.end_headers()
+            elif path in ("/", "/studies"):
+                rows = self.server.source.names()
+                self._send(HTTPStatus.OK, study_list_page(rows), "text/html; charset=utf-8")
+            elif path == "/static/plotly.min.js":
+                self._send(HTTPStatus.OK, self.server.plotly_js, "text/javascript", cache=True)
+            elif path.startswith("/study/"):
+                name = urllib.parse.unquote(path[len("/study/") :])
+                try:
+                    self.server.source.check(name)
+                except UsageError as err:
+                    page = _page(
+                        "sweeper: not found", f"<h1>Not found</h1><p>{html.escape(str(err))}</p>"
+                    )
+                    self._send(HTTPStatus.NOT_FOUND, page, "text/html; charset=utf-8")
+                    return
+                self._send(
+                    HTTPStatus.OK, study_page(name, config.refresh_s), "text/html; charset=utf-8"
+                )
+            elif path.startswith("/api/study/"):
+                name = urllib.parse.unquote(path[len("/api/study/") :])
+                self._send(HTTPStatus.OK, self.server.source.payload(name), "application/json")
+            else:
+                self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8")
+        except UsageError as err:
+            self._json_error(HTTPStatus.NOT_FOUND, str(err))
+        except SweeperError as err:
+            self._json_error(HTTPStatus.INTERNAL_SERVER_ERROR, str(err))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser went away mid-response
+        except Exception as err:  # one bad poll must not take the page down
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            self._json_error(HTTPStatus.INTERNAL_SERVER_ERROR, self.server.scrub(message))
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """The HTTP server, holding the study source and the page's configuration."""
+
+    daemon_threads = True  # a poll in flight must not keep a stopping server alive
+
+    def __init__(
+        self,
+        config: DashboardConfig,
+        source: StudySource,
+        scrub: Callable[[str], str] = lambda s: s,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.scrub = scrub
+        self.plotly_js = PLOTLY_JS.read_bytes()
+        try:
+            super().__init__((config.host, config.port), _Handler)
+        except OSError as err:
+            raise SweeperError(
+                f"cannot listen on {config.host}:{config.port}: {err.strerror}; "
+                "pass --port N (0 picks a free port)"
+            ) from None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+
+def serve(server: DashboardServer, stop: threading.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or forever); closes the socket on the way out."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
+    thread.daemon = True
+    thread.start()
+    try:
+        while not (stop and stop.is_set()):
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()

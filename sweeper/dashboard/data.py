@@ -1,0 +1,772 @@
+"""Pure extraction: a study's trials -> the NamedTuples every view draws.
+
+Promises:
+
+- ``snapshot(study)`` is the only function here that reads storage: it loads the trials once.
+  Every other function takes a ``StudySnapshot`` and returns plain NamedTuples (numbers,
+  tuples, numpy arrays); none imports Plotly, none touches the database, so each is tested on
+  hand-made trials and the figures only draw.
+- The conventions of studies that sweeper writes are read here and nowhere else: params
+  ``lr`` and ``weight_decay`` (log floats) and ``optimizer`` (only when a study searches over
+  several); the optimizer name in ``user_attrs["optimizer"]``; ``trial.report(val_accuracy,
+  epoch)`` with epochs 1, 2, ...; a pruned trial reached ``max(intermediate_values)``.
+- Every function accepts an empty study, a study of one trial, all-pruned or failed trials,
+  trials without intermediate values, and trials missing ``lr`` or ``weight_decay`` (they are
+  left out of the lr x wd views and counted in the summary). The "best" trial is the best
+  COMPLETE trial in the study's direction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import optuna
+from numpy.typing import NDArray
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.dashboard import surface as gp
+from sweeper.errors import UsageError
+
+LR = "lr"
+WD = "weight_decay"
+OPTIMIZER = "optimizer"
+# Provenance a worker records on every trial, shown with the best trial, in this order.
+PROVENANCE_KEYS = (
+    "seed",
+    "epochs_run",
+    "optimizer",
+    "optimizer_impl",
+    "worker",
+    "device",
+    "torch_version",
+    "sweeper_version",
+    "git_rev",
+)
+# Up to this many distinct values per axis a study is read as a grid (one heatmap cell per
+# value); past it the values are binned. Grid specs in studies/ use 4-8 values per axis.
+MAX_GRID_VALUES = 10
+# Bins per axis for randomly sampled studies: fine enough to see a diagonal ridge, coarse
+# enough that a few hundred trials fill most cells.
+HEATMAP_BINS = 8
+# Bands per axis in the decoupling view, and the fewest completed trials per band on average.
+MAX_BANDS = 8
+TRIALS_PER_BAND = 6
+# Where the GP's sd reaches this fraction of its prior sd, the data no longer pin the surface
+# down: the landscape's fog is thick there and the decoupling view drops the ridge.
+SUPPORT_EDGE = 0.5
+# Failure reasons listed in the summary; the rest are counted.
+MAX_FAILURES_LISTED = 10
+
+
+# --------------------------------------------------------------------------- the snapshot
+
+
+class StudySnapshot(NamedTuple):
+    """Everything the views need, read once from storage at ``taken_at`` (UTC, naive)."""
+
+    name: str
+    maximize: bool
+    user_attrs: Mapping[str, Any]
+    trials: tuple[FrozenTrial, ...]
+    taken_at: dt.datetime
+
+
+def snapshot(
+    study: optuna.Study, storage: optuna.storages.BaseStorage | None = None
+) -> StudySnapshot:
+    """Read ``study`` once. Raises ``UsageError`` for a multi-objective study.
+
+    Given the ``RDBStorage`` the study lives in, the trials are read in one fast consistent
+    pass (``fastread``); otherwise through the study (Optuna's ORM, cached between calls on
+    the same study object, which suits a page that polls).
+    """
+    if len(study.directions) != 1:
+        raise UsageError(
+            f"study '{study.study_name}' has {len(study.directions)} objectives; "
+            "sweeper's views read single-objective studies"
+        )
+    if isinstance(storage, optuna.storages.RDBStorage):
+        from sweeper.dashboard.fastread import read_trials
+
+        trials = tuple(read_trials(storage, study.study_name))
+    else:
+        trials = tuple(study.get_trials(deepcopy=False))
+    return StudySnapshot(
+        name=study.study_name,
+        maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
+        user_attrs=dict(study.user_attrs),
+        trials=trials,
+        taken_at=dt.datetime.now(),
+    )
+
+
+def from_trials(
+    trials: Iterable[FrozenTrial], *, name: str = "study", maximize: bool = True
+) -> StudySnapshot:
+    """A snapshot of hand-made trials (tests, notebooks); ``taken_at`` is the latest time seen."""
+    trials = tuple(trials)
+    times = [t.datetime_complete or t.datetime_start for t in trials]
+    seen = [t for t in times if t is not None]
+    return StudySnapshot(name, maximize, {}, trials, max(seen) if seen else dt.datetime(1970, 1, 1))
+
+
+# --------------------------------------------------------------------------- trial accessors
+
+
+def optimizer_of(trial: FrozenTrial) -> str:
+    """The optimizer a trial ran: the recorded name, else the searched param, else "adamw".
+
+    sweeper records ``user_attrs["optimizer"]`` on every trial; a study created by hand may
+    lack it, and AdamW is sweeper's default optimizer.
+    """
+    name = trial.user_attrs.get(OPTIMIZER, trial.params.get(OPTIMIZER, "adamw"))
+    return str(name)
+
+
+def epoch_reached(trial: FrozenTrial) -> int | None:
+    """The last epoch the trial reported, or None when it reported none."""
+    return max(trial.intermediate_values) if trial.intermediate_values else None
+
+
+def curve_of(trial: FrozenTrial) -> tuple[tuple[int, float], ...]:
+    """``(epoch, val accuracy)`` in epoch order, non-finite reports left out."""
+    return tuple(
+        (step, value)
+        for step, value in sorted(trial.intermediate_values.items())
+        if math.isfinite(value)
+    )
+
+
+def final_value(trial: FrozenTrial) -> float | None:
+    """A COMPLETE trial's value; a PRUNED trial's last finite report; otherwise None."""
+    if trial.state == TrialState.COMPLETE:
+        value = trial.value
+    elif trial.state == TrialState.PRUNED:
+        curve = curve_of(trial)
+        value = curve[-1][1] if curve else None
+    else:
+        value = None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _lr_wd(trial: FrozenTrial) -> tuple[float, float] | None:
+    lr, wd = trial.params.get(LR), trial.params.get(WD)
+    if not isinstance(lr, int | float) or not isinstance(wd, int | float):
+        return None
+    if not (lr > 0 and wd > 0):  # log axes: a zero wd cannot be drawn (nor sampled in log)
+        return None
+    return float(lr), float(wd)
+
+
+def optimizers(snap: StudySnapshot) -> tuple[str, ...]:
+    """The optimizers the study's trials ran, AdamW first (the reference)."""
+    names = {optimizer_of(t) for t in snap.trials}
+    return tuple(sorted(names, key=lambda n: (n != "adamw", n)))
+
+
+def _better(snap: StudySnapshot, a: float, b: float) -> bool:
+    return a > b if snap.maximize else a < b
+
+
+def best_trial(
+    snap: StudySnapshot, trials: Iterable[FrozenTrial] | None = None
+) -> FrozenTrial | None:
+    """The best COMPLETE trial (lowest number on ties), or None when there is none."""
+    best: FrozenTrial | None = None
+    for t in snap.trials if trials is None else trials:
+        v = final_value(t)
+        if t.state != TrialState.COMPLETE or v is None:
+            continue
+        if best is None or _better(snap, v, best.value):  # type: ignore[arg-type]
+            best = t
+    return best
+
+
+def _bounds(snap: StudySnapshot, name: str, seen: Sequence[float]) -> tuple[float, float]:
+    """The search range of ``name`` from the trials' distributions, widened to cover ``seen``.
+
+    The distribution's range shows the whole space searched, so unexplored corners show as
+    unexplored; values outside it (a spec changed mid-study) still fit on the axes.
+    """
+    lows, highs = list(seen), list(seen)
+    for t in snap.trials:
+        dist = t.distributions.get(name)
+        if isinstance(dist, FloatDistribution) and dist.low > 0:
+            lows.append(dist.low)
+            highs.append(dist.high)
+    if not lows:
+        return (1e-4, 1e-3) if name == LR else (1e-4, 1e-2)  # sweeper's default space
+    low, high = min(lows), max(highs)
+    if high <= low:  # one value: give the axis a decade around it
+        low, high = low / math.sqrt(10), high * math.sqrt(10)
+    return low, high
+
+
+# --------------------------------------------------------------------------- 1. landscape
+
+
+class TrialPoint(NamedTuple):
+    """One trial placed in the lr x wd plane."""
+
+    number: int
+    lr: float
+    weight_decay: float
+    value: float | None  # final val accuracy (COMPLETE) or last reported (PRUNED)
+    state: str  # "complete" or "pruned"
+    epoch: int | None  # last epoch reported
+    optimizer: str
+
+
+class Surface(NamedTuple):
+    """A GP fitted on log lr, log wd; ``mean``/``std`` rows follow ``weight_decay``."""
+
+    lr: NDArray[np.float64]
+    weight_decay: NDArray[np.float64]
+    mean: NDArray[np.float64]
+    std: NDArray[np.float64]
+    prior_std: float
+    length_scale: float  # in units of the log search range
+    noise_std: float  # accuracy units
+    n_fit: int
+
+
+class LandscapePanel(NamedTuple):
+    """The trials of one optimizer and the surface fitted to its completed trials."""
+
+    optimizer: str
+    points: tuple[TrialPoint, ...]
+    surface: Surface | None
+    note: str  # why there is no surface, or how it was fitted
+
+
+class LandscapeInfo(NamedTuple):
+    """One panel per optimizer, sharing axes ranges and one colour scale."""
+
+    panels: tuple[LandscapePanel, ...]
+    lr_bounds: tuple[float, float]
+    wd_bounds: tuple[float, float]
+    value_range: tuple[float, float] | None  # of completed trials; None when there are none
+
+
+def trial_points(snap: StudySnapshot) -> tuple[TrialPoint, ...]:
+    """COMPLETE and PRUNED trials that have an lr and a wd, in trial-number order."""
+    points = []
+    for t in snap.trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            continue
+        xy = _lr_wd(t)
+        if xy is None:
+            continue
+        points.append(
+            TrialPoint(
+                number=t.number,
+                lr=xy[0],
+                weight_decay=xy[1],
+                value=final_value(t),
+                state="complete" if t.state == TrialState.COMPLETE else "pruned",
+                epoch=epoch_reached(t),
+                optimizer=optimizer_of(t),
+            )
+        )
+    return tuple(sorted(points, key=lambda p: p.number))
+
+
+def _unit(
+    values: Sequence[float] | NDArray[np.float64], bounds: tuple[float, float]
+) -> NDArray[np.float64]:
+    lo, hi = math.log10(bounds[0]), math.log10(bounds[1])
+    return (np.log10(np.asarray(values, dtype=np.float64)) - lo) / (hi - lo)
+
+
+def _from_unit(u: NDArray[np.float64], bounds: tuple[float, float]) -> NDArray[np.float64]:
+    lo, hi = math.log10(bounds[0]), math.log10(bounds[1])
+    return np.asarray(10.0 ** (lo + u * (hi - lo)), dtype=np.float64)
+
+
+def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
+    """Trials in the lr x wd plane and, per optimizer, a GP surface over log lr, log wd.
+
+    The surface is fitted on COMPLETE trials only: a pruned trial's accuracy is from an
+    earlier epoch and would drag the surface down where the pruner acted, not where the
+    hyperparameters are bad. Pruned trials are drawn on top, marked with their epoch.
+    """
+    points = trial_points(snap)
+    lr_b = _bounds(snap, LR, [p.lr for p in points])
+    wd_b = _bounds(snap, WD, [p.weight_decay for p in points])
+    # The colour scale spans completed trials only: pruned trials are drawn in grey, and
+    # their early-epoch accuracies would stretch the scale and flatten the surface's colours.
+    values = [p.value for p in points if p.value is not None and p.state == "complete"]
+    panels = []
+    for name in optimizers(snap) or ("adamw",):
+        mine = tuple(p for p in points if p.optimizer == name)
+        done = [p for p in mine if p.state == "complete" and p.value is not None]
+        surface, note = None, ""
+        if len(done) < gp.MIN_POINTS:
+            note = (
+                f"{len(done)} completed trial{'s' if len(done) != 1 else ''}: "
+                f"a surface needs at least {gp.MIN_POINTS}"
+            )
+        else:
+            x = np.column_stack(
+                [_unit([p.lr for p in done], lr_b), _unit([p.weight_decay for p in done], wd_b)]
+            )
+            fit = gp.fit_surface(x, np.array([p.value for p in done], dtype=np.float64))
+            surface = Surface(
+                lr=_from_unit(fit.u, lr_b),
+                weight_decay=_from_unit(fit.v, wd_b),
+                mean=fit.mean,
+                std=fit.std,
+                prior_std=fit.prior_std,
+                length_scale=fit.length_scale,
+                noise_std=fit.noise_std,
+                n_fit=fit.n_fit,
+            )
+            note = (
+                f"GP on {fit.n_fit} completed trials; length scale {fit.length_scale:g} "
+                f"of the log range, noise sd {fit.noise_std:.3g}"
+            )
+        panels.append(LandscapePanel(name, mine, surface, note))
+    return LandscapeInfo(
+        panels=tuple(panels),
+        lr_bounds=lr_b,
+        wd_bounds=wd_b,
+        value_range=(min(values), max(values)) if values else None,
+    )
+
+
+# --------------------------------------------------------------------------- 2. decoupling
+
+
+class Band(NamedTuple):
+    """A band of one hyperparameter and the best completed trial inside it."""
+
+    low: float
+    high: float
+    center: float  # geometric centre (the value itself for a grid)
+    n_trials: int  # completed trials in the band
+    best_number: int
+    best_value: float
+    best_other: float  # the other hyperparameter's value in the best trial
+
+
+class RidgePoint(NamedTuple):
+    """Where the fitted surface peaks along one hyperparameter, at a value of the other."""
+
+    at: float  # the fixed hyperparameter's value
+    best: float  # the value of the other one that maximises the surface mean
+    mean: float
+    std: float
+    supported: bool  # std below SUPPORT_EDGE x the prior's: the data pin this point down
+
+
+class DecouplingPanel(NamedTuple):
+    """For one optimizer: does the best lr move with wd (and the best wd with lr)?
+
+    ``slope`` is the least-squares slope of log10(best lr) against log10(wd) over the wd
+    bands: about 0 when lr and wd are decoupled (AdamW's claim), about -1 when only the
+    product lr x wd matters (Adam with L2). None with fewer than three bands.
+    """
+
+    optimizer: str
+    lr_by_wd: tuple[Band, ...]
+    wd_by_lr: tuple[Band, ...]
+    ridge_lr_by_wd: tuple[RidgePoint, ...]
+    ridge_wd_by_lr: tuple[RidgePoint, ...]
+    slope: float | None
+    product: tuple[tuple[float, TrialPoint], ...]  # (lr x wd, trial), completed and pruned
+
+
+class DecouplingInfo(NamedTuple):
+    panels: tuple[DecouplingPanel, ...]
+    lr_bounds: tuple[float, float]
+    wd_bounds: tuple[float, float]
+
+
+def _edges(
+    values: Sequence[float], bounds: tuple[float, float], n_bins: int
+) -> list[tuple[float, float, float]]:
+    """Bands ``(low, high, centre)``: one per distinct value for a grid, else log bins."""
+    distinct = sorted(set(values))
+    if 0 < len(distinct) <= MAX_GRID_VALUES:
+        return [(v, v, v) for v in distinct]
+    cuts = np.geomspace(bounds[0], bounds[1], n_bins + 1)
+    return [(float(a), float(b), float(math.sqrt(a * b))) for a, b in itertools.pairwise(cuts)]
+
+
+def _in_band(x: float, band: tuple[float, float, float], last: bool) -> bool:
+    low, high, _ = band
+    if low == high:
+        return math.isclose(x, low, rel_tol=1e-9)
+    return low <= x < high or (last and x == high)
+
+
+def _bands(
+    snap: StudySnapshot,
+    done: Sequence[TrialPoint],
+    key: str,
+    bounds: tuple[float, float],
+) -> tuple[Band, ...]:
+    get = (lambda p: p.lr) if key == LR else (lambda p: p.weight_decay)
+    get_other = (lambda p: p.weight_decay) if key == LR else (lambda p: p.lr)
+    n_bins = max(3, min(MAX_BANDS, len(done) // TRIALS_PER_BAND))
+    edges = _edges([get(p) for p in done], bounds, n_bins)
+    bands = []
+    for i, edge in enumerate(edges):
+        inside = [p for p in done if _in_band(get(p), edge, i == len(edges) - 1)]
+        if not inside:
+            continue
+        best = inside[0]
+        for p in inside[1:]:
+            if _better(snap, p.value, best.value):  # type: ignore[arg-type]
+                best = p
+        bands.append(
+            Band(edge[0], edge[1], edge[2], len(inside), best.number, best.value, get_other(best))  # type: ignore[arg-type]
+        )
+    return tuple(bands)
+
+
+def _ridge(surface: Surface, along_lr: bool, maximize: bool) -> tuple[RidgePoint, ...]:
+    """Where the surface mean peaks in each row (``along_lr``) or column of its grid.
+
+    Far from the data the mean reverts to the average accuracy and its argmax is arbitrary;
+    such points are kept but marked unsupported, and the figure leaves them out.
+    """
+    pick = np.argmax if maximize else np.argmin
+    edge = SUPPORT_EDGE * surface.prior_std
+    if along_lr:  # for each wd row, the lr that maximises the mean
+        cells = [(i, int(j)) for i, j in enumerate(pick(surface.mean, axis=1))]
+    else:
+        cells = [(int(i), j) for j, i in enumerate(pick(surface.mean, axis=0))]
+    return tuple(
+        RidgePoint(
+            at=float(surface.weight_decay[i] if along_lr else surface.lr[j]),
+            best=float(surface.lr[j] if along_lr else surface.weight_decay[i]),
+            mean=float(surface.mean[i, j]),
+            std=float(surface.std[i, j]),
+            supported=bool(surface.std[i, j] < edge),
+        )
+        for i, j in cells
+    )
+
+
+def _slope(bands: Sequence[Band]) -> float | None:
+    if len(bands) < 3:
+        return None
+    x = np.log10([b.center for b in bands])
+    y = np.log10([b.best_other for b in bands])
+    if np.ptp(x) == 0:
+        return None
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def decoupling_info(snap: StudySnapshot, landscape: LandscapeInfo | None = None) -> DecouplingInfo:
+    """Best lr per wd band, best wd per lr band, the surface's ridges, and acc vs lr x wd.
+
+    ``landscape`` is reused for the ridges when given (it holds the fitted surfaces).
+    """
+    land = landscape if landscape is not None else landscape_info(snap)
+    panels = []
+    for panel in land.panels:
+        done = [p for p in panel.points if p.state == "complete" and p.value is not None]
+        by_wd = _bands(snap, done, WD, land.wd_bounds)
+        by_lr = _bands(snap, done, LR, land.lr_bounds)
+        panels.append(
+            DecouplingPanel(
+                optimizer=panel.optimizer,
+                lr_by_wd=by_wd,
+                wd_by_lr=by_lr,
+                ridge_lr_by_wd=_ridge(panel.surface, True, snap.maximize) if panel.surface else (),
+                ridge_wd_by_lr=_ridge(panel.surface, False, snap.maximize) if panel.surface else (),
+                slope=_slope(by_wd),
+                product=tuple(
+                    (p.lr * p.weight_decay, p) for p in panel.points if p.value is not None
+                ),
+            )
+        )
+    return DecouplingInfo(tuple(panels), land.lr_bounds, land.wd_bounds)
+
+
+# --------------------------------------------------------------------------- 3. Adam vs AdamW
+
+
+class Heatmap(NamedTuple):
+    """Mean final accuracy of one optimizer's completed trials per (wd row, lr column) cell.
+
+    ``mean`` is NaN where a cell has no completed trial; ``n_pruned`` counts the pruned ones.
+    """
+
+    optimizer: str
+    mean: NDArray[np.float64]
+    n_complete: NDArray[np.int64]
+    n_pruned: NDArray[np.int64]
+    best_cell: tuple[int, int] | None  # (row, column) of the best mean in the study's direction
+
+
+class ComparisonInfo(NamedTuple):
+    """Heatmaps on shared cells and one colour scale, AdamW first.
+
+    ``lr``/``weight_decay`` are cell centres; ``lr_edges``/``wd_edges`` the cells' bounds
+    (equal to the centre for a grid study). ``zrange`` is None when no cell has a value.
+    """
+
+    lr: tuple[float, ...]
+    weight_decay: tuple[float, ...]
+    lr_edges: tuple[tuple[float, float], ...]
+    wd_edges: tuple[tuple[float, float], ...]
+    heatmaps: tuple[Heatmap, ...]
+    zrange: tuple[float, float] | None
+    binned: bool
+
+
+def comparison_info(snap: StudySnapshot) -> ComparisonInfo:
+    """Per optimizer, mean final accuracy on a shared lr x wd lattice (the AdamW paper's view).
+
+    A grid study (``MAX_GRID_VALUES`` or fewer distinct values per axis) gets a cell per grid
+    value; a sampled study gets ``HEATMAP_BINS`` log-spaced bins per axis.
+    """
+    points = trial_points(snap)
+    lr_b = _bounds(snap, LR, [p.lr for p in points])
+    wd_b = _bounds(snap, WD, [p.weight_decay for p in points])
+    lr_cells = _edges([p.lr for p in points], lr_b, HEATMAP_BINS)
+    wd_cells = _edges([p.weight_decay for p in points], wd_b, HEATMAP_BINS)
+    heatmaps = []
+    for name in optimizers(snap):
+        shape = (len(wd_cells), len(lr_cells))
+        total = np.zeros(shape)
+        n_done = np.zeros(shape, dtype=np.int64)
+        n_pruned = np.zeros(shape, dtype=np.int64)
+        for p in points:
+            if p.optimizer != name:
+                continue
+            i = _cell(p.weight_decay, wd_cells)
+            j = _cell(p.lr, lr_cells)
+            if i is None or j is None:
+                continue
+            if p.state == "complete" and p.value is not None:
+                total[i, j] += p.value
+                n_done[i, j] += 1
+            elif p.state == "pruned":
+                n_pruned[i, j] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n_done > 0, total / np.maximum(n_done, 1), np.nan)
+        best = None
+        if np.isfinite(mean).any():
+            flat = np.nanargmax(mean) if snap.maximize else np.nanargmin(mean)
+            row, col = np.unravel_index(flat, mean.shape)
+            best = (int(row), int(col))
+        heatmaps.append(Heatmap(name, mean, n_done, n_pruned, best))
+    finite = [h.mean[np.isfinite(h.mean)] for h in heatmaps]
+    values = np.concatenate(finite) if finite else np.array([])
+    return ComparisonInfo(
+        lr=tuple(c for _, _, c in lr_cells),
+        weight_decay=tuple(c for _, _, c in wd_cells),
+        lr_edges=tuple((a, b) for a, b, _ in lr_cells),
+        wd_edges=tuple((a, b) for a, b, _ in wd_cells),
+        heatmaps=tuple(heatmaps),
+        zrange=(float(values.min()), float(values.max())) if values.size else None,
+        binned=any(a != b for a, b, _ in lr_cells + wd_cells),
+    )
+
+
+def _cell(x: float, cells: Sequence[tuple[float, float, float]]) -> int | None:
+    for i, cell in enumerate(cells):
+        if _in_band(x, cell, i == len(cells) - 1):
+            return i
+    return None
+
+
+# --------------------------------------------------------------------------- 5. curves
+
+
+class Curve(NamedTuple):
+    """One trial's validation accuracy per epoch."""
+
+    number: int
+    state: str  # "complete", "pruned", "running", "fail"
+    optimizer: str
+    epochs: tuple[int, ...]
+    values: tuple[float, ...]
+    lr: float | None
+    weight_decay: float | None
+
+
+class CurvesInfo(NamedTuple):
+    """Curves of every trial that reported; ``n_silent`` trials reported nothing."""
+
+    curves: tuple[Curve, ...]
+    best_number: int | None
+    n_silent: int
+
+
+def curves_info(snap: StudySnapshot) -> CurvesInfo:
+    """Learning curves of all trials that reported at least one epoch (any state)."""
+    curves, silent = [], 0
+    for t in snap.trials:
+        if t.state == TrialState.WAITING:
+            continue
+        curve = curve_of(t)
+        if not curve:
+            silent += 1
+            continue
+        xy = _lr_wd(t)
+        curves.append(
+            Curve(
+                number=t.number,
+                state=t.state.name.lower(),
+                optimizer=optimizer_of(t),
+                epochs=tuple(e for e, _ in curve),
+                values=tuple(v for _, v in curve),
+                lr=xy[0] if xy else None,
+                weight_decay=xy[1] if xy else None,
+            )
+        )
+    best = best_trial(snap)
+    return CurvesInfo(tuple(curves), best.number if best else None, silent)
+
+
+# --------------------------------------------------------------------------- 6. history, timeline
+
+
+class HistoryInfo(NamedTuple):
+    """Final values by trial number and the best value so far after each completed trial."""
+
+    numbers: tuple[int, ...]
+    values: tuple[float, ...]
+    states: tuple[str, ...]  # "complete" or "pruned" (last reported value)
+    best_numbers: tuple[int, ...]
+    best_so_far: tuple[float, ...]
+
+
+def history_info(snap: StudySnapshot) -> HistoryInfo:
+    """Values over trial numbers; the running best counts COMPLETE trials only."""
+    rows = sorted(
+        (t.number, final_value(t), t.state)
+        for t in snap.trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    )
+    rows_v = [(n, v, s) for n, v, s in rows if v is not None]
+    best_numbers, best_so_far = [], []
+    best: float | None = None
+    for n, v, s in rows_v:
+        if s == TrialState.COMPLETE and (best is None or _better(snap, v, best)):
+            best = v
+        if best is not None:
+            best_numbers.append(n)
+            best_so_far.append(best)
+    return HistoryInfo(
+        numbers=tuple(n for n, _, _ in rows_v),
+        values=tuple(v for _, v, _ in rows_v),
+        states=tuple(s.name.lower() for _, _, s in rows_v),
+        best_numbers=tuple(best_numbers),
+        best_so_far=tuple(best_so_far),
+    )
+
+
+class TimelineBar(NamedTuple):
+    """One trial's run on one worker; ``end`` is the snapshot time for a running trial."""
+
+    number: int
+    worker: str
+    start: dt.datetime
+    end: dt.datetime
+    state: str
+
+
+class TimelineInfo(NamedTuple):
+    bars: tuple[TimelineBar, ...]
+    workers: tuple[str, ...]  # sorted; "unknown" for trials without a recorded worker
+
+
+def timeline_info(snap: StudySnapshot) -> TimelineInfo:
+    """Trials over wall time per worker (trials that never started are left out)."""
+    bars = []
+    for t in snap.trials:
+        if t.datetime_start is None:
+            continue
+        end = t.datetime_complete or max(snap.taken_at, t.datetime_start)
+        bars.append(
+            TimelineBar(
+                number=t.number,
+                worker=str(t.user_attrs.get("worker", "unknown")),
+                start=t.datetime_start,
+                end=end,
+                state=t.state.name.lower(),
+            )
+        )
+    bars.sort(key=lambda b: (b.start, b.number))
+    return TimelineInfo(tuple(bars), tuple(sorted({b.worker for b in bars})))
+
+
+# --------------------------------------------------------------------------- summary
+
+
+class BestTrial(NamedTuple):
+    number: int
+    value: float
+    params: dict[str, Any]
+    provenance: dict[str, str]  # PROVENANCE_KEYS present on the trial, as text
+    start: dt.datetime | None
+    complete: dt.datetime | None
+
+
+class SummaryInfo(NamedTuple):
+    """Counts per state, the best trial with provenance, failures with their reasons."""
+
+    study: str
+    metric: str
+    direction: str
+    n_trials: int
+    counts: dict[str, int]  # complete, pruned, fail, running, waiting (always all five)
+    best: BestTrial | None
+    failures: tuple[tuple[int, str], ...]  # (number, reason), at most MAX_FAILURES_LISTED
+    n_without_lr_wd: int  # finished trials that lack lr or weight_decay
+    spec: Mapping[str, Any] | None
+
+
+def summary_info(snap: StudySnapshot) -> SummaryInfo:
+    """The summary table's content."""
+    counts = {s: 0 for s in ("complete", "pruned", "fail", "running", "waiting")}
+    for t in snap.trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    best = best_trial(snap)
+    best_row = None
+    if best is not None:
+        best_row = BestTrial(
+            number=best.number,
+            value=float(best.value),  # type: ignore[arg-type]
+            params=dict(best.params),
+            provenance={
+                k: str(best.user_attrs[k]) for k in PROVENANCE_KEYS if k in best.user_attrs
+            },
+            start=best.datetime_start,
+            complete=best.datetime_complete,
+        )
+    failed = [t for t in snap.trials if t.state == TrialState.FAIL]
+    failures = tuple(
+        (t.number, _one_line(str(t.user_attrs.get("fail_reason", "no reason recorded"))))
+        for t in failed[:MAX_FAILURES_LISTED]
+    )
+    finished = [t for t in snap.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    spec = snap.user_attrs.get("spec")
+    return SummaryInfo(
+        study=snap.name,
+        metric=str(snap.user_attrs.get("metric", "value")),
+        direction="maximize" if snap.maximize else "minimize",
+        n_trials=len(snap.trials),
+        counts=counts,
+        best=best_row,
+        failures=failures,
+        n_without_lr_wd=sum(1 for t in finished if _lr_wd(t) is None),
+        spec=spec if isinstance(spec, Mapping) else None,
+    )
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

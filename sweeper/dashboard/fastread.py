@@ -1,0 +1,153 @@
+"""Read all of a study's trials from PostgreSQL in one consistent, fast pass.
+
+Promises:
+
+- ``read_trials(storage, name)`` returns the same ``FrozenTrial`` list, in the same order,
+  as ``optuna.load_study(...).get_trials(deepcopy=False)`` on the same storage (tests check
+  it field by field), in a few plain SELECTs inside one REPEATABLE READ transaction, so the
+  trials are one consistent snapshot even while workers write.
+- It reads Optuna's tables through Optuna's own table definitions and value decoders
+  (``optuna.storages._rdb.models``): a schema change in a new Optuna release changes them
+  too, and the equality test fails loudly rather than the views showing wrong numbers.
+
+Why: Optuna's RDBStorage builds an ORM object per row; for a 1,000-trial study of 8 epochs
+(~20,000 rows) that took 0.7-0.9 s of a report's 3 s budget on a 2-core machine. Plain rows
+take a fraction of that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections import defaultdict
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+from optuna.distributions import BaseDistribution, json_to_distribution
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial
+
+from sweeper.errors import UsageError
+
+
+@functools.lru_cache(maxsize=256)
+def _distribution(text: str) -> BaseDistribution:
+    # Every trial of a study repeats the same few distributions: parse each text once.
+    return json_to_distribution(text)
+
+
+def _local(utc: dt.datetime | None) -> dt.datetime | None:
+    """Naive UTC as stored -> naive local time, as Optuna's ``TrialModel`` returns it."""
+    if utc is None:
+        return None
+    return utc.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+
+
+def read_trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTrial]:
+    """Every trial of study ``name``, ordered by trial id (Optuna's order).
+
+    Raises ``UsageError`` when the storage has no such study.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        raise UsageError(f"no study named '{name}'") from None
+    trials_t = models.TrialModel.__table__
+    params_t = models.TrialParamModel.__table__
+    values_t = models.TrialValueModel.__table__
+    inter_t = models.TrialIntermediateValueModel.__table__
+    user_t = models.TrialUserAttributeModel.__table__
+    system_t = models.TrialSystemAttributeModel.__table__
+    ids = sa.select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
+
+    with storage.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            rows = conn.execute(
+                sa.select(
+                    trials_t.c.trial_id,
+                    trials_t.c.number,
+                    trials_t.c.state,
+                    trials_t.c.datetime_start,
+                    trials_t.c.datetime_complete,
+                )
+                .where(trials_t.c.study_id == study_id)
+                .order_by(trials_t.c.trial_id)
+            ).all()
+            params = conn.execute(
+                sa.select(
+                    params_t.c.trial_id,
+                    params_t.c.param_name,
+                    params_t.c.param_value,
+                    params_t.c.distribution_json,
+                )
+                .where(params_t.c.trial_id.in_(ids))
+                .order_by(params_t.c.param_id)
+            ).all()
+            values = conn.execute(
+                sa.select(
+                    values_t.c.trial_id,
+                    values_t.c.objective,
+                    values_t.c.value,
+                    values_t.c.value_type,
+                ).where(values_t.c.trial_id.in_(ids))
+            ).all()
+            inter = conn.execute(
+                sa.select(
+                    inter_t.c.trial_id,
+                    inter_t.c.step,
+                    inter_t.c.intermediate_value,
+                    inter_t.c.intermediate_value_type,
+                ).where(inter_t.c.trial_id.in_(ids))
+            ).all()
+            user = conn.execute(
+                sa.select(user_t.c.trial_id, user_t.c.key, user_t.c.value_json).where(
+                    user_t.c.trial_id.in_(ids)
+                )
+            ).all()
+            system = conn.execute(
+                sa.select(system_t.c.trial_id, system_t.c.key, system_t.c.value_json).where(
+                    system_t.c.trial_id.in_(ids)
+                )
+            ).all()
+
+    by_params: dict[int, list[tuple[str, float, str]]] = defaultdict(list)
+    for tid, pname, pvalue, djson in params:
+        by_params[tid].append((pname, pvalue, djson))
+    by_values: dict[int, dict[int, float]] = defaultdict(dict)
+    for tid, objective, value, vtype in values:
+        by_values[tid][objective] = models.TrialValueModel.stored_repr_to_value(value, vtype)
+    by_inter: dict[int, dict[int, float]] = defaultdict(dict)
+    decode = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+    for tid, step, ivalue, itype in inter:
+        by_inter[tid][step] = decode(ivalue, itype)
+    by_user: dict[int, dict[str, Any]] = defaultdict(dict)
+    for tid, key, text in user:
+        by_user[tid][key] = json.loads(text)
+    by_system: dict[int, dict[str, Any]] = defaultdict(dict)
+    for tid, key, text in system:
+        by_system[tid][key] = json.loads(text)
+
+    trials = []
+    for tid, number, state, start, complete in rows:
+        dists = {p: _distribution(d) for p, _, d in by_params.get(tid, ())}
+        objectives = by_values.get(tid)
+        trials.append(
+            FrozenTrial(
+                number=number,
+                state=state,
+                value=None,
+                values=[objectives[k] for k in sorted(objectives)] if objectives else None,
+                datetime_start=_local(start),
+                datetime_complete=_local(complete),
+                params={p: dists[p].to_external_repr(v) for p, v, _ in by_params.get(tid, ())},
+                distributions=dists,
+                user_attrs=by_user.get(tid, {}),
+                system_attrs=by_system.get(tid, {}),
+                intermediate_values=by_inter.get(tid, {}),
+                trial_id=tid,
+            )
+        )
+    return trials

@@ -1,0 +1,910 @@
+"""Plotly figures: each draws one NamedTuple from ``data``/``importance`` and computes nothing.
+
+Promises:
+
+- One function per view, ``*_figure(info) -> go.Figure``. Each accepts the empty cases its
+  info can hold (no trials, no surface, one optimizer) and then draws an empty, titled figure
+  that says what is missing instead of raising.
+- lr, weight decay and lr x wd are always on log axes (they are searched log-uniformly);
+  accuracy keeps one colour scale per figure, shared across panels, so panels compare.
+- Figures reference no external resource: they render offline with the plotly.js that the
+  report inlines and the live page serves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from numpy.typing import NDArray
+from plotly.subplots import make_subplots
+
+from sweeper.dashboard.data import (
+    SUPPORT_EDGE,
+    ComparisonInfo,
+    Curve,
+    CurvesInfo,
+    DecouplingInfo,
+    HistoryInfo,
+    LandscapeInfo,
+    TimelineInfo,
+    TrialPoint,
+)
+from sweeper.dashboard.importance import ImportanceInfo
+
+# Accuracy colour scale: perceptually uniform and readable by colour-blind users.
+ACCURACY_SCALE = "Viridis"
+# Colours per optimizer (AdamW blue, Adam orange: the Okabe-Ito pair) and per trial state.
+OPTIMIZER_COLOURS = {"adamw": "#0072B2", "adam": "#E69F00"}
+OTHER_COLOURS = ("#009E73", "#CC79A7", "#56B4E9", "#D55E00")
+STATE_COLOURS = {
+    "complete": "#0072B2",
+    "pruned": "#999999",
+    "fail": "#D55E00",
+    "running": "#009E73",
+    "waiting": "#CC79A7",
+}
+BEST_COLOUR = "#D55E00"
+LABELS = {"lr": "learning rate", "weight_decay": "weight decay", "optimizer": "optimizer"}
+FONT = {"family": "DejaVu Sans, Arial, sans-serif", "size": 13}
+# Log axes label decades as powers of ten and, between them, only 2 and 5: every digit
+# crowds the axis once a panel spans more than two decades.
+LOG_AXIS = {"type": "log", "exponentformat": "power", "dtick": "D2"}
+
+
+def _colour(optimizer: str, index: int = 0) -> str:
+    return OPTIMIZER_COLOURS.get(optimizer, OTHER_COLOURS[index % len(OTHER_COLOURS)])
+
+
+def optimizer_label(optimizer: str) -> str:
+    """How an optimizer is named on a page: AdamW, Adam, else as recorded."""
+    return {"adamw": "AdamW", "adam": "Adam"}.get(optimizer, optimizer)
+
+
+_name = optimizer_label
+
+
+def _base(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"},
+        height=height,
+        template="plotly_white",
+        font=FONT,
+        margin={"l": 70, "r": 30, "t": 80, "b": 60},
+        legend={"orientation": "h", "y": -0.18, "x": 0.0},
+    )
+    return fig
+
+
+def _legend_on_top(fig: go.Figure) -> go.Figure:
+    """Single-panel figures: the legend above the plot, right-aligned, clear of the axes."""
+    fig.update_layout(
+        legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.02, "yanchor": "bottom"}
+    )
+    return fig
+
+
+def empty_figure(title: str, message: str, height: int = 320) -> go.Figure:
+    """A titled figure whose only content is ``message`` (nothing to draw yet)."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 15}
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base(fig, title, height)
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _log_range(bounds: tuple[float, float], pad: float = 0.04) -> list[float]:
+    lo, hi = math.log10(bounds[0]), math.log10(bounds[1])
+    span = hi - lo
+    return [lo - pad * span, hi + pad * span]
+
+
+# --------------------------------------------------------------------------- 1. landscape
+
+
+def _accuracy_colours(zrange: tuple[float, float], colorbar: bool) -> dict[str, Any]:
+    """Marker colour settings on the accuracy scale, with the shared colorbar or none.
+
+    The landscape does not use a layout coloraxis for accuracy: plotly.js 4.1 hung (page
+    never finished loading) when a filled contour and scatter markers shared one.
+    """
+    return {
+        "colorscale": ACCURACY_SCALE,
+        "cmin": zrange[0],
+        "cmax": zrange[1],
+        "showscale": colorbar,
+        "colorbar": ACCURACY_COLORBAR if colorbar else None,
+    }
+
+
+ACCURACY_COLORBAR = {"title": {"text": "val acc"}, "x": 0.545, "len": 0.9, "thickness": 14}
+
+
+def _point_traces(
+    points: Sequence[TrialPoint],
+    show_legend: bool,
+    zrange: tuple[float, float] | None,
+    colorbar: bool = False,
+    shade_epochs: bool = True,
+) -> list[go.Scatter]:
+    """Completed trials as circles (coloured on ``zrange``, or dark grey when None) and
+    pruned trials as crosses (shaded by the epoch reached, or plain grey)."""
+    with_colour = zrange is not None
+    done = [p for p in points if p.state == "complete" and p.value is not None]
+    pruned = [p for p in points if p.state == "pruned"]
+    traces = []
+    if done:
+        # Numeric arrays, not lists: Plotly validates and serialises them without a loop.
+        d = np.array([(p.lr, p.weight_decay, p.number, p.value) for p in done], dtype=float)
+        traces.append(
+            go.Scatter(
+                x=d[:, 0],
+                y=d[:, 1],
+                mode="markers",
+                name="completed trial (colour: final accuracy)",
+                legendgroup="complete",
+                showlegend=show_legend,
+                marker={
+                    "size": 8,
+                    "color": d[:, 3] if with_colour else "#222222",
+                    **(_accuracy_colours(zrange, colorbar) if zrange is not None else {}),
+                    # A dark rim: a marker whose colour matches the surface under it still
+                    # shows, and one that does not shows the fit's residual.
+                    "line": {"width": 1, "color": "rgba(0,0,0,0.7)"},
+                    "opacity": 1.0 if with_colour else 0.5,
+                },
+                customdata=d[:, 2:],
+                hovertemplate="trial %{customdata[0]}<br>lr %{x:.3g}, wd %{y:.3g}"
+                "<br>val acc %{customdata[1]:.4f}<extra>completed</extra>",
+            )
+        )
+    if pruned:
+        q = np.array(
+            [
+                (
+                    p.lr,
+                    p.weight_decay,
+                    p.number,
+                    p.epoch if p.epoch is not None else 0,
+                    p.value if p.value is not None else np.nan,
+                )
+                for p in pruned
+            ],
+            dtype=float,
+        )
+        traces.append(
+            go.Scatter(
+                x=q[:, 0],
+                y=q[:, 1],
+                mode="markers",
+                name="pruned trial (grey: epoch reached)",
+                legendgroup="pruned",
+                showlegend=show_legend,
+                marker={
+                    "symbol": "x-thin-open",
+                    "size": 9,
+                    "line": {"width": 2},
+                    "color": q[:, 3] if shade_epochs else "#777777",
+                    "coloraxis": "coloraxis3" if shade_epochs else None,
+                },
+                customdata=q[:, 2:],
+                hovertemplate="trial %{customdata[0]}<br>lr %{x:.3g}, wd %{y:.3g}"
+                "<br>pruned at epoch %{customdata[1]} (val acc %{customdata[2]:.4f})"
+                "<extra>pruned</extra>",
+            )
+        )
+    return traces
+
+
+def landscape_figure(info: LandscapeInfo) -> go.Figure:
+    """Per optimizer: GP mean with trials on it (left) and GP uncertainty (right).
+
+    Left, the surface's mean as filled contours on log lr x log wd, fogged in proportion to
+    its uncertainty and bounded by a dotted line where the sd reaches half its prior; trials
+    on top, completed ones coloured on the same scale as the surface, pruned ones as grey
+    crosses whose shade is the epoch they reached. Right, the sd itself.
+    """
+    title = "lr × weight decay landscape"
+    if not any(p.points for p in info.panels):
+        return empty_figure(title, "No finished trial with lr and weight decay yet.")
+    rows = len(info.panels)
+    fig = make_subplots(
+        rows=rows,
+        cols=2,
+        column_widths=[0.6, 0.4],
+        horizontal_spacing=0.16,
+        vertical_spacing=0.14 if rows > 1 else 0.0,
+        subplot_titles=[
+            text
+            for p in info.panels
+            for text in (
+                f"{_name(p.optimizer)}: GP mean accuracy, fogged where uncertain",
+                f"{_name(p.optimizer)}: GP uncertainty (dark: no data support the fit)",
+            )
+        ],
+    )
+    # With no completed trial (all pruned) there is no accuracy to colour: any range will do.
+    zmin, zmax = info.value_range or (0.0, 1.0)
+    for panel in info.panels:
+        s = panel.surface
+        if s is not None:
+            zmin, zmax = min(zmin, float(s.mean.min())), max(zmax, float(s.mean.max()))
+    colorbar_drawn = False
+    for row, panel in enumerate(info.panels, start=1):
+        s = panel.surface
+        if s is not None:
+            ratio = s.std / s.prior_std if s.prior_std > 0 else np.ones_like(s.std)
+            fig.add_trace(
+                go.Contour(
+                    x=s.lr,
+                    y=s.weight_decay,
+                    z=s.mean,
+                    colorscale=ACCURACY_SCALE,
+                    zmin=zmin,
+                    zmax=zmax,
+                    # Explicit levels: the same 18 steps of the shared scale in every panel.
+                    contours={
+                        "coloring": "fill",
+                        "showlines": False,
+                        "start": zmin,
+                        "end": zmax,
+                        "size": (zmax - zmin) / 18 or 1e-3,
+                    },
+                    autocontour=False,
+                    showscale=not colorbar_drawn,
+                    colorbar=ACCURACY_COLORBAR,
+                    customdata=s.std,
+                    hovertemplate="lr %{x:.3g}, wd %{y:.3g}<br>GP mean %{z:.4f}"
+                    " ± %{customdata:.4f}<extra>surface</extra>",
+                    name="GP mean",
+                    showlegend=False,
+                ),
+                row=row,
+                col=1,
+            )
+            colorbar_drawn = True
+            fig.add_trace(
+                go.Heatmap(
+                    x=s.lr,
+                    y=s.weight_decay,
+                    z=np.clip(ratio, 0.0, 1.0),
+                    zmin=0.0,
+                    zmax=1.0,
+                    colorscale=[[0.0, "rgba(255,255,255,0)"], [1.0, "rgba(255,255,255,0.85)"]],
+                    showscale=False,
+                    hoverinfo="skip",
+                    name="uncertainty fog",
+                ),
+                row=row,
+                col=1,
+            )
+            fig.add_trace(
+                go.Contour(
+                    x=s.lr,
+                    y=s.weight_decay,
+                    z=ratio,
+                    contours={
+                        "coloring": "none",
+                        "start": SUPPORT_EDGE,
+                        "end": SUPPORT_EDGE,
+                        "size": 1.0,
+                    },
+                    line={"dash": "dot", "color": "#333333", "width": 1.5},
+                    name=f"edge of data support (sd = {SUPPORT_EDGE:g} × prior sd)",
+                    legendgroup="edge",
+                    showlegend=row == 1,
+                    showscale=False,
+                    hoverinfo="skip",
+                ),
+                row=row,
+                col=1,
+            )
+            fig.add_trace(
+                go.Heatmap(
+                    x=s.lr,
+                    y=s.weight_decay,
+                    # Relative to the prior's sd: 0 = pinned down by trials, 1 = no information.
+                    # An absolute scale would stretch tiny differences over the whole colour
+                    # range when trials cover the space (a grid study).
+                    z=ratio,
+                    customdata=s.std,
+                    coloraxis="coloraxis2",
+                    hovertemplate="lr %{x:.3g}, wd %{y:.3g}<br>GP sd %{customdata:.4f}"
+                    " (%{z:.2f} of the prior's)<extra></extra>",
+                    name="GP sd",
+                ),
+                row=row,
+                col=2,
+            )
+        else:
+            fig.add_annotation(
+                text=f"no surface: {panel.note}",
+                xref="x domain" if row == 1 else f"x{2 * row - 1} domain",
+                yref="y domain" if row == 1 else f"y{2 * row - 1} domain",
+                x=0.5,
+                y=1.0,
+                yanchor="bottom",
+                showarrow=False,
+                font={"size": 12, "color": "#555555"},
+            )
+        first_bar = not colorbar_drawn and any(
+            p.state == "complete" and p.value is not None for p in panel.points
+        )
+        for trace in _point_traces(panel.points, row == 1, (zmin, zmax), colorbar=first_bar):
+            fig.add_trace(trace, row=row, col=1)
+        colorbar_drawn = colorbar_drawn or first_bar
+        for trace in _point_traces(panel.points, False, None, shade_epochs=False):
+            trace.marker.size = 5
+            fig.add_trace(trace, row=row, col=2)
+    fig.update_xaxes(
+        title_text="learning rate (log)",
+        range=_log_range(info.lr_bounds),
+        showgrid=False,
+        **LOG_AXIS,
+    )
+    fig.update_yaxes(
+        title_text="weight decay (log)",
+        range=_log_range(info.wd_bounds),
+        showgrid=False,
+        **LOG_AXIS,
+    )
+    fig.update_layout(
+        coloraxis2={
+            "colorscale": "Blues",
+            "cmin": 0.0,
+            "cmax": 1.0,
+            "colorbar": {
+                "title": {"text": "GP sd /<br>prior sd"},
+                "x": 1.0,
+                "len": 0.9,
+                "thickness": 14,
+            },
+        },
+        coloraxis3={
+            "colorscale": [[0.0, "#d9d9d9"], [1.0, "#252525"]],
+            "showscale": any(p.state == "pruned" for panel in info.panels for p in panel.points),
+            "colorbar": {
+                "orientation": "h",
+                "x": 0.86,
+                "xanchor": "center",
+                "len": 0.24,
+                "y": -0.3 / rows,
+                "yanchor": "top",
+                "thickness": 10,
+                "title": {"text": "pruned at epoch", "side": "top"},
+            },
+        },
+        legend={"y": -0.3 / rows, "yanchor": "top", "x": 0.0},
+    )
+    fig = _base(fig, title, 470 * rows + 120)
+    fig.update_layout(margin={"b": 150}, legend={"y": -0.3 / rows, "yanchor": "top"})
+    return fig
+
+
+# --------------------------------------------------------------------------- 2. decoupling
+
+
+def decoupling_figure(info: DecouplingInfo) -> go.Figure:
+    """Best lr per wd band, best wd per lr band, accuracy against lr × wd; one colour per optimizer.
+
+    Decoupled (AdamW): the best lr stays level as wd changes. Coupled (Adam + L2): it falls
+    along a line of slope -1 on log axes, where lr × wd is constant.
+    """
+    title = "Decoupling: does the best lr move when weight decay changes?"
+    if not any(p.lr_by_wd for p in info.panels):
+        return empty_figure(title, "No completed trial with lr and weight decay yet.")
+    slopes = ", ".join(
+        f"{_name(p.optimizer)} {p.slope:+.2f}" for p in info.panels if p.slope is not None
+    )
+    if slopes:
+        title += (
+            f" <sup>(slope of log best-lr on log wd: {slopes}; 0 = decoupled, −1 = coupled)</sup>"
+        )
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        horizontal_spacing=0.09,
+        subplot_titles=(
+            "best lr in each weight-decay band",
+            "best weight decay in each lr band",
+            "accuracy against effective decay lr × wd",
+        ),
+    )
+    for k, p in enumerate(info.panels):
+        colour, name = _colour(p.optimizer, k), _name(p.optimizer)
+        for col, bands, ridge in (
+            (1, p.lr_by_wd, p.ridge_lr_by_wd),
+            (2, p.wd_by_lr, p.ridge_wd_by_lr),
+        ):
+            if any(r.supported for r in ridge):
+                fig.add_trace(
+                    go.Scatter(
+                        # Unsupported stretches become gaps: there the argmax is arbitrary.
+                        x=[r.at if r.supported else None for r in ridge],
+                        y=[r.best if r.supported else None for r in ridge],
+                        mode="lines",
+                        line={"color": colour, "dash": "dash", "width": 1.5},
+                        name=f"{name}: GP ridge",
+                        legendgroup=f"{p.optimizer}-ridge",
+                        showlegend=col == 1,
+                        customdata=[[r.mean, r.std] for r in ridge],
+                        hovertemplate="%{x:.3g} → %{y:.3g}<br>GP mean %{customdata[0]:.4f}"
+                        " ± %{customdata[1]:.4f}<extra>" + name + " ridge</extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=[b.center for b in bands],
+                    y=[b.best_other for b in bands],
+                    mode="markers+lines",
+                    line={"color": colour, "width": 1},
+                    marker={"color": colour, "size": 10, "line": {"width": 1, "color": "white"}},
+                    error_x={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [b.high - b.center for b in bands],
+                        "arrayminus": [b.center - b.low for b in bands],
+                        "color": colour,
+                        "thickness": 1,
+                        "width": 0,
+                    },
+                    name=f"{name}: best trial per band",
+                    legendgroup=f"{p.optimizer}-bands",
+                    showlegend=col == 1,
+                    customdata=[[b.best_number, b.best_value, b.n_trials] for b in bands],
+                    hovertemplate="band centre %{x:.3g}: best %{y:.3g}<br>trial %{customdata[0]}"
+                    ", val acc %{customdata[1]:.4f}<br>%{customdata[2]} completed in band"
+                    "<extra>" + name + "</extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        done = [(x, t) for x, t in p.product if t.state == "complete"]
+        pruned = [(x, t) for x, t in p.product if t.state == "pruned"]
+        for pts, symbol, label, opacity in (
+            (done, "circle", "completed", 0.75),
+            (pruned, "x-thin-open", "pruned (last reported)", 0.45),
+        ):
+            if not pts:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[x for x, _ in pts],
+                    y=[t.value for _, t in pts],
+                    mode="markers",
+                    marker={
+                        "color": colour,
+                        "symbol": symbol,
+                        "size": 6,
+                        "opacity": opacity,
+                        "line": {"width": 1.5 if symbol != "circle" else 0, "color": colour},
+                    },
+                    name=f"{name}: {label}",
+                    legendgroup=f"{p.optimizer}-{label}",
+                    customdata=[[t.number, t.lr, t.weight_decay, t.epoch or 0] for _, t in pts],
+                    hovertemplate="trial %{customdata[0]}: lr %{customdata[1]:.3g}, wd "
+                    "%{customdata[2]:.3g}<br>lr×wd %{x:.3g}, val acc %{y:.4f}"
+                    " (epoch %{customdata[3]})<extra>" + name + "</extra>",
+                ),
+                row=1,
+                col=3,
+            )
+    fig.update_xaxes(
+        **LOG_AXIS, title_text="weight decay (band)", row=1, col=1, range=_log_range(info.wd_bounds)
+    )
+    fig.update_yaxes(
+        **LOG_AXIS, title_text="best learning rate", row=1, col=1, range=_log_range(info.lr_bounds)
+    )
+    fig.update_xaxes(
+        **LOG_AXIS,
+        title_text="learning rate (band)",
+        row=1,
+        col=2,
+        range=_log_range(info.lr_bounds),
+    )
+    fig.update_yaxes(
+        **LOG_AXIS, title_text="best weight decay", row=1, col=2, range=_log_range(info.wd_bounds)
+    )
+    fig.update_xaxes(**LOG_AXIS, title_text="lr × weight decay (decay per step)", row=1, col=3)
+    fig.update_yaxes(title_text="validation accuracy", row=1, col=3)
+    return _base(fig, title, 520)
+
+
+# --------------------------------------------------------------------------- 3. Adam vs AdamW
+
+
+def comparison_figure(info: ComparisonInfo) -> go.Figure:
+    """Mean final accuracy per lr x wd cell, one heatmap per optimizer, one colour scale.
+
+    The AdamW paper's figure: AdamW's good region lies parallel to the axes (the best lr does
+    not depend on wd), Adam's along a diagonal. A star marks each optimizer's best cell (its
+    text, so the number stays readable).
+    """
+    names = " vs ".join(_name(h.optimizer) for h in reversed(info.heatmaps)) or "Optimizers"
+    title = f"{names}: mean final accuracy per lr × wd cell"
+    if not info.heatmaps or info.zrange is None:
+        return empty_figure(title, "No completed trial with lr and weight decay yet.")
+    n = len(info.heatmaps)
+    fig = make_subplots(
+        rows=1,
+        cols=n,
+        horizontal_spacing=0.08,
+        subplot_titles=[_name(h.optimizer) for h in info.heatmaps],
+        shared_yaxes=True,
+    )
+    for col, h in enumerate(info.heatmaps, start=1):
+        text = [
+            [
+                ("★ " if h.best_cell == (i, j) else "")
+                + (_fmt(h.mean[i, j], 3) if h.n_complete[i, j] else "")
+                + (f"<br>{h.n_pruned[i, j]} pruned" if h.n_pruned[i, j] else "")
+                for j in range(len(info.lr))
+            ]
+            for i in range(len(info.weight_decay))
+        ]
+        fig.add_trace(
+            go.Heatmap(
+                x=info.lr,
+                y=info.weight_decay,
+                z=h.mean,
+                coloraxis="coloraxis",
+                text=text,
+                texttemplate="%{text}" if len(info.lr) * len(info.weight_decay) <= 100 else None,
+                textfont={"size": 10},
+                customdata=np.dstack([h.n_complete, h.n_pruned]),
+                hovertemplate="lr %{x:.3g}, wd %{y:.3g}<br>mean val acc %{z:.4f}<br>"
+                "%{customdata[0]} completed, %{customdata[1]} pruned<extra>"
+                + _name(h.optimizer)
+                + "</extra>",
+                xgap=1,
+                ygap=1,
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(**LOG_AXIS, title_text="learning rate (log)")
+    fig.update_yaxes(**LOG_AXIS, title_text="weight decay (log)", col=1)
+    fig.update_yaxes(**LOG_AXIS)
+    fig.update_layout(
+        coloraxis={
+            "colorscale": ACCURACY_SCALE,
+            "cmin": info.zrange[0],
+            "cmax": info.zrange[1],
+            "colorbar": {"title": {"text": "mean val acc"}, "thickness": 14},
+        }
+    )
+    sub = "grid values" if not info.binned else "log-spaced bins"
+    return _base(fig, f"{title} <sup>({sub}; ★ best cell; blank = no completed trial)</sup>", 500)
+
+
+# --------------------------------------------------------------------------- 4. importance
+
+
+def importance_figure(info: ImportanceInfo) -> go.Figure:
+    """PED-ANOVA and fANOVA side by side, and PED-ANOVA per epoch over every trial reaching it."""
+    title = "Hyperparameter importance"
+    if not info.params:
+        return empty_figure(title, "; ".join(info.notes) or "No parameters to assess.")
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        column_widths=[0.25, 0.25, 0.5],
+        horizontal_spacing=0.1,
+        subplot_titles=(
+            "PED-ANOVA (completed trials)",
+            "fANOVA (completed trials)",
+            "PED-ANOVA per epoch (pruned trials count)",
+        ),
+        specs=[[{}, {}, {"secondary_y": True}]],
+    )
+    order = list(reversed(info.params))
+    for col, result in ((1, info.ped_anova), (2, info.fanova)):
+        if result is None:
+            fig.add_annotation(
+                text="not enough data",
+                xref=f"x{col if col > 1 else ''} domain",
+                yref=f"y{col if col > 1 else ''} domain",
+                x=0.5,
+                y=0.5,
+                showarrow=False,
+            )
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=[result.get(p, 0.0) for p in order],
+                y=[LABELS.get(p, p) for p in order],
+                orientation="h",
+                marker={"color": [_param_colour(p) for p in order]},
+                text=[f"{result.get(p, 0.0):.2f}" for p in order],
+                textposition="auto",
+                showlegend=False,
+                hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(range=[0, 1], title_text="share of importance", row=1, col=col)
+    epochs = [e for e in info.per_epoch]
+    if epochs:
+        fig.add_trace(
+            go.Bar(
+                x=[e.epoch for e in epochs],
+                y=[e.n_trials for e in epochs],
+                marker={"color": "rgba(150,150,150,0.25)"},
+                name="trials reaching the epoch",
+                customdata=[e.n_pruned for e in epochs],
+                hovertemplate="epoch %{x}: %{y} trials, %{customdata} of them later pruned"
+                "<extra></extra>",
+            ),
+            row=1,
+            col=3,
+            secondary_y=True,
+        )
+        for p in info.params:
+            fig.add_trace(
+                go.Scatter(
+                    x=[e.epoch for e in epochs if e.importances is not None],
+                    y=[e.importances.get(p, 0.0) for e in epochs if e.importances is not None],
+                    mode="lines+markers",
+                    name=LABELS.get(p, p),
+                    line={"color": _param_colour(p), "width": 2},
+                    hovertemplate="epoch %{x}: %{y:.3f}<extra>" + LABELS.get(p, p) + "</extra>",
+                ),
+                row=1,
+                col=3,
+                secondary_y=False,
+            )
+        fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=3)
+        fig.update_yaxes(
+            title_text="share of importance", range=[0, 1], row=1, col=3, secondary_y=False
+        )
+        fig.update_yaxes(
+            title_text="trials",
+            row=1,
+            col=3,
+            secondary_y=True,
+            showgrid=False,
+            tickformat="d",
+            rangemode="tozero",
+        )
+    sub = f"{info.n_complete} completed trials"
+    if info.notes:
+        sub += "; " + "; ".join(info.notes)
+    return _base(fig, f"{title} <sup>({sub})</sup>", 440)
+
+
+def _param_colour(name: str) -> str:
+    return {"lr": "#0072B2", "weight_decay": "#009E73", "optimizer": "#E69F00"}.get(name, "#CC79A7")
+
+
+# --------------------------------------------------------------------------- 5. curves
+
+
+def _joined(curves: Sequence[Curve]) -> tuple[NDArray[np.float64], ...]:
+    """All ``curves`` as one trace's arrays, each curve ended by a NaN (a gap in the line).
+
+    One trace per group instead of one per trial: a 1,000-trial study draws in a blink, and
+    numeric arrays (trial number, lr, wd as customdata) serialise without Python loops.
+    """
+    n = sum(len(c.epochs) + 1 for c in curves)
+    x = np.full(n, np.nan)
+    y = np.full(n, np.nan)
+    data = np.full((n, 3), np.nan)
+    i = 0
+    for c in curves:
+        k = len(c.epochs)
+        x[i : i + k] = c.epochs
+        y[i : i + k] = c.values
+        data[i : i + k] = (
+            c.number,
+            c.lr if c.lr is not None else np.nan,
+            c.weight_decay if c.weight_decay is not None else np.nan,
+        )
+        i += k + 1
+    return x, y, data
+
+
+CURVE_HOVER = (
+    "trial %{customdata[0]}: lr %{customdata[1]:.3g}, wd %{customdata[2]:.3g}"
+    "<br>epoch %{x}: val acc %{y:.4f}<extra>%{fullData.name}</extra>"
+)
+
+
+def curves_figure(info: CurvesInfo) -> go.Figure:
+    """Validation accuracy per epoch of every trial; pruned dotted and ending in a cross; best red.
+
+    With several optimizers, completed curves take the optimizer's colour.
+    """
+    title = "Learning curves"
+    if not info.curves:
+        return empty_figure(title, "No trial has reported an epoch yet.")
+    fig = go.Figure()
+    names = sorted({c.optimizer for c in info.curves}, key=lambda n: (n != "adamw", n))
+    several = len(names) > 1
+    styles: dict[str, dict[str, Any]] = {
+        "complete": {"width": 1},
+        "pruned": {"color": "rgba(120,120,120,0.35)", "width": 1, "dash": "dot"},
+        "running": {"color": "rgba(0,158,115,0.8)", "width": 1.5},
+        "fail": {"color": "rgba(213,94,0,0.5)", "width": 1, "dash": "dash"},
+    }
+    for state, style in styles.items():
+        for k, name in enumerate(names):
+            group = [
+                c
+                for c in info.curves
+                if c.state == state and c.optimizer == name and c.number != info.best_number
+            ]
+            if not group:
+                continue
+            line: dict[str, Any] = dict(style)
+            if state == "complete":
+                line["color"] = _rgba(_colour(name, k), 0.35)
+            label = f"{state}{' · ' + _name(name) if several else ''} ({len(group)})"
+            x, y, data = _joined(group)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    customdata=data,
+                    mode="lines",
+                    line=line,
+                    name=label,
+                    hovertemplate=CURVE_HOVER,
+                    connectgaps=False,
+                )
+            )
+            if state == "pruned":
+                ends = np.array(
+                    [
+                        [
+                            c.epochs[-1],
+                            c.values[-1],
+                            c.number,
+                            c.lr or np.nan,
+                            c.weight_decay or np.nan,
+                        ]
+                        for c in group
+                    ]
+                )
+                fig.add_trace(
+                    go.Scatter(
+                        x=ends[:, 0],
+                        y=ends[:, 1],
+                        customdata=ends[:, 2:],
+                        mode="markers",
+                        marker={
+                            "symbol": "x-thin-open",
+                            "size": 7,
+                            "line": {"width": 1.5},
+                            "color": "#666666",
+                        },
+                        name="where pruned" + (f" · {_name(name)}" if several else ""),
+                        hovertemplate=CURVE_HOVER,
+                    )
+                )
+    best = [c for c in info.curves if c.number == info.best_number]
+    if best:
+        x, y, data = _joined(best)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                customdata=data,
+                mode="lines+markers",
+                line={"color": BEST_COLOUR, "width": 3},
+                marker={"size": 7},
+                name=f"best trial #{best[0].number} ({_name(best[0].optimizer)})",
+                hovertemplate=CURVE_HOVER,
+            )
+        )
+    fig.update_xaxes(
+        title_text="epoch", dtick=1 if max(max(c.epochs) for c in info.curves) <= 20 else None
+    )
+    fig.update_yaxes(title_text="validation accuracy")
+    sub = f"{len(info.curves)} trials" + (
+        f"; {info.n_silent} reported no epoch" if info.n_silent else ""
+    )
+    return _legend_on_top(_base(fig, f"{title} <sup>({sub})</sup>", 460))
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+# --------------------------------------------------------------------------- 6. history, timeline
+
+
+def history_figure(info: HistoryInfo) -> go.Figure:
+    """Each trial's value by trial number, and the best completed value so far."""
+    title = "Optimization history"
+    if not info.numbers:
+        return empty_figure(title, "No finished trial yet.")
+    fig = go.Figure()
+    for state, symbol, colour, label in (
+        ("complete", "circle", STATE_COLOURS["complete"], "completed"),
+        ("pruned", "x-thin-open", STATE_COLOURS["pruned"], "pruned (last reported)"),
+    ):
+        idx = [i for i, s in enumerate(info.states) if s == state]
+        if not idx:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[info.numbers[i] for i in idx],
+                y=[info.values[i] for i in idx],
+                mode="markers",
+                marker={
+                    "symbol": symbol,
+                    "color": colour,
+                    "size": 6,
+                    "opacity": 0.7,
+                    "line": {"width": 1.5, "color": colour},
+                },
+                name=label,
+                hovertemplate="trial %{x}: %{y:.4f}<extra>" + label + "</extra>",
+            )
+        )
+    if info.best_numbers:
+        fig.add_trace(
+            go.Scatter(
+                x=info.best_numbers,
+                y=info.best_so_far,
+                mode="lines",
+                line={"shape": "hv", "color": BEST_COLOUR, "width": 2.5},
+                name="best so far",
+                hovertemplate="after trial %{x}: best %{y:.4f}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title_text="trial number")
+    fig.update_yaxes(title_text="validation accuracy")
+    return _legend_on_top(_base(fig, title, 420))
+
+
+def timeline_figure(info: TimelineInfo) -> go.Figure:
+    """One row per worker, one bar per trial over wall-clock time, coloured by state."""
+    title = "Timeline: trials per worker over wall time"
+    if not info.bars:
+        return empty_figure(title, "No trial has started yet.")
+    fig = go.Figure()
+    for state in ("complete", "pruned", "fail", "running", "waiting"):
+        bars = [b for b in info.bars if b.state == state]
+        if not bars:
+            continue
+        fig.add_trace(
+            go.Bar(
+                base=[b.start.isoformat() for b in bars],
+                x=[max((b.end - b.start).total_seconds(), 0.5) * 1000.0 for b in bars],
+                y=[b.worker for b in bars],
+                orientation="h",
+                marker={"color": STATE_COLOURS[state], "line": {"width": 0.5, "color": "white"}},
+                name=f"{state} ({len(bars)})",
+                customdata=[
+                    [b.number, b.start.strftime("%H:%M:%S"), (b.end - b.start).total_seconds()]
+                    for b in bars
+                ],
+                hovertemplate="trial %{customdata[0]} on %{y}<br>start %{customdata[1]}, "
+                "%{customdata[2]:.0f} s<extra>" + state + "</extra>",
+            )
+        )
+    fig.update_layout(barmode="overlay", bargap=0.3)
+    fig.update_xaxes(type="date", title_text="wall time")
+    fig.update_yaxes(
+        title_text="worker (host:pid)",
+        categoryorder="array",
+        categoryarray=list(reversed(info.workers)),
+    )
+    fig = _base(
+        fig, f"{title} <sup>({len(info.workers)} workers)</sup>", 160 + 40 * len(info.workers)
+    )
+    return _legend_on_top(fig)

@@ -1,0 +1,146 @@
+"""The HTML report: one self-contained file with every view and a summary table.
+
+Promises:
+
+- ``render_report(snap)`` returns one HTML document that opens with no network: plotly.js
+  (from the installed plotly package) is inlined once in the head, every figure follows as
+  a div and a call into it; nothing is fetched from a CDN or elsewhere.
+- Everything the study holds (its name, params, failure reasons, provenance, the spec) is
+  HTML-escaped before it reaches the page.
+- ``summary_html`` is also the live page's summary, so both show the same table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from sweeper.dashboard.data import StudySnapshot, SummaryInfo
+from sweeper.dashboard.views import Panel, build_views, panels
+
+# Plotly's modebar shows a logo linking to plotly.com; a page meant for offline use drops it.
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+PAGE_CSS = """
+body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 0 auto; max-width: 1400px;
+       padding: 1em 2em; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin: 1.6em 0 0.2em; border-bottom: 1px solid #ddd; }
+p.caption { color: #444; max-width: 75em; margin: 0.2em 0 0.6em; line-height: 1.4; }
+p.meta { color: #666; margin-top: 0; }
+table.summary { border-collapse: collapse; margin: 0.5em 2em 0.5em 0; vertical-align: top;
+                display: inline-table; }
+table.summary th, table.summary td { border: 1px solid #ddd; padding: 0.25em 0.7em;
+                                     text-align: left; font-size: 0.95em; }
+table.summary th { background: #f4f6f8; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+details { margin: 0.6em 0; } pre { background: #f7f7f7; padding: 0.7em; overflow-x: auto; }
+.figure { min-height: 300px; }
+"""
+
+
+def _cell(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _time(t: dt.datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else "–"
+
+
+def summary_html(info: SummaryInfo) -> str:
+    """The summary tables: trials by state, the best trial with params and provenance,
+    failures with their reasons, and the study spec (collapsed)."""
+    c = info.counts
+    counts = "".join(
+        f"<tr><th>{label}</th><td class='num'>{c.get(key, 0)}</td></tr>"
+        for key, label in (
+            ("complete", "complete"),
+            ("pruned", "pruned"),
+            ("fail", "failed"),
+            ("running", "running"),
+            ("waiting", "waiting"),
+        )
+    )
+    parts = [
+        "<table class='summary' id='summary-counts'>"
+        f"<tr><th>trials</th><td class='num'>{info.n_trials}</td></tr>{counts}</table>"
+    ]
+    if info.best is not None:
+        b = info.best
+        rows = [
+            ("best trial", f"#{b.number}"),
+            (f"{info.metric} ({info.direction})", f"{b.value:.4f}"),
+        ]
+        rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in b.params.items()]
+        rows += [(k, v) for k, v in b.provenance.items() if k not in b.params]
+        rows += [("started", _time(b.start)), ("completed", _time(b.complete))]
+        parts.append(
+            "<table class='summary' id='summary-best'>"
+            + "".join(f"<tr><th>{_cell(k)}</th><td>{_cell(v)}</td></tr>" for k, v in rows)
+            + "</table>"
+        )
+    else:
+        parts.append("<p id='summary-best'>No completed trial yet: no best trial.</p>")
+    if info.failures:
+        more = c.get("fail", 0) - len(info.failures)
+        parts.append(
+            "<table class='summary' id='summary-failures'>"
+            "<tr><th>failed trial</th><th>reason</th></tr>"
+            + "".join(f"<tr><td>#{n}</td><td>{_cell(r)}</td></tr>" for n, r in info.failures)
+            + (f"<tr><td colspan='2'>… and {more} more</td></tr>" if more > 0 else "")
+            + "</table>"
+        )
+    if info.n_without_lr_wd:
+        parts.append(
+            f"<p>{info.n_without_lr_wd} finished trials have no lr or weight_decay parameter "
+            "and are left out of the lr × wd views.</p>"
+        )
+    if info.spec is not None:
+        spec = json.dumps(info.spec, indent=2, sort_keys=True, default=str)
+        parts.append(f"<details><summary>study spec</summary><pre>{_cell(spec)}</pre></details>")
+    return "<div class='summary'>" + "".join(parts) + "</div>"
+
+
+def figure_div(panel: Panel) -> str:
+    """One panel's heading, caption and figure (no plotly.js: the page provides it)."""
+    div = pio.to_html(
+        panel.figure,
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=f"fig-{panel.key}",
+        config=PLOTLY_CONFIG,
+        default_height=f"{panel.figure.layout.height or 450}px",
+    )
+    return (
+        f"<section id='{panel.key}'><h2>{_cell(panel.title)}</h2>"
+        f"<p class='caption'>{_cell(panel.caption)}</p><div class='figure'>{div}</div></section>"
+    )
+
+
+def render_report(snap: StudySnapshot) -> str:
+    """The whole report for ``snap`` as one offline HTML document."""
+    views = build_views(snap)
+    body = "".join(figure_div(p) for p in panels(views))
+    title = f"sweeper report: {snap.name}"
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_cell(title)}</title><style>{PAGE_CSS}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"<h1>{_cell(title)}</h1>"
+        f"<p class='meta'>{views.summary.n_trials} trials, read {_time(snap.taken_at)}. "
+        "Hover any point for its trial; drag to zoom, double-click to reset.</p>"
+        f"{summary_html(views.summary)}{body}</body></html>"
+    )
+
+
+def write_report(snap: StudySnapshot, path: Path) -> None:
+    """Write the report to ``path`` (atomically: a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render_report(snap), encoding="utf-8")
+    tmp.replace(path)

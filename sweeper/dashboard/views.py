@@ -1,0 +1,144 @@
+"""The list of views every surface shows: the report, the live page and the notebook.
+
+``build_views(snap)`` runs every extraction once (the landscape's GP is fitted once and reused
+by the decoupling view); ``panels(views)`` turns them into titled, captioned figures in the
+order a reader should meet them. Adding a view means adding it here, and all three surfaces
+show it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import plotly.graph_objects as go
+
+from sweeper.dashboard import figures
+from sweeper.dashboard.data import (
+    ComparisonInfo,
+    CurvesInfo,
+    DecouplingInfo,
+    HistoryInfo,
+    LandscapeInfo,
+    StudySnapshot,
+    SummaryInfo,
+    TimelineInfo,
+    comparison_info,
+    curves_info,
+    decoupling_info,
+    history_info,
+    landscape_info,
+    summary_info,
+    timeline_info,
+)
+from sweeper.dashboard.importance import ImportanceInfo, importance_info
+
+
+class Views(NamedTuple):
+    """Every view's data for one snapshot."""
+
+    summary: SummaryInfo
+    landscape: LandscapeInfo
+    decoupling: DecouplingInfo
+    comparison: ComparisonInfo
+    importance: ImportanceInfo
+    curves: CurvesInfo
+    history: HistoryInfo
+    timeline: TimelineInfo
+
+
+class Panel(NamedTuple):
+    """A figure with the words around it. ``key`` is stable: it names the page element."""
+
+    key: str
+    title: str
+    caption: str
+    figure: go.Figure
+
+
+def build_views(snap: StudySnapshot) -> Views:
+    """Extract every view from ``snap`` (pure; the GP is fitted once, here)."""
+    land = landscape_info(snap)
+    return Views(
+        summary=summary_info(snap),
+        landscape=land,
+        decoupling=decoupling_info(snap, land),
+        comparison=comparison_info(snap),
+        importance=importance_info(snap),
+        curves=curves_info(snap),
+        history=history_info(snap),
+        timeline=timeline_info(snap),
+    )
+
+
+def panels(views: Views) -> list[Panel]:
+    """The figures in reading order, each with a caption that says how to read it."""
+    names = [h.optimizer for h in views.comparison.heatmaps]
+    both = len(names) > 1
+    return [
+        Panel(
+            "landscape",
+            "Where are the good learning rates and weight decays?",
+            "Each marker is a trial on log-log axes: circles completed (colour = final validation "
+            "accuracy), crosses pruned (shade = the epoch it reached). Under them, a Gaussian "
+            "process fitted on log lr and log wd to the completed trials. Where the fit is "
+            "uncertain the surface fades to white and the right panel turns dark: no trial "
+            "supports the colour there. The dotted line bounds the region the data pin down.",
+            figures.landscape_figure(views.landscape),
+        ),
+        Panel(
+            "decoupling",
+            "Are lr and weight decay decoupled?",
+            "Left: in each band of weight decay, the lr of the best completed trial (markers; "
+            "bars span the band) and where the fitted surface peaks (dashed). A level line means "
+            "the best lr does not depend on wd, AdamW's claim; a line falling with slope -1 "
+            "means only lr x wd matters, as with Adam's coupled L2. Middle: the same question "
+            "the other way round. Right: accuracy against lr x wd, the decay applied per step.",
+            figures.decoupling_figure(views.decoupling),
+        ),
+        Panel(
+            "comparison",
+            "Adam vs AdamW"
+            if both
+            else f"{figures.optimizer_label(names[0]) if names else 'Optimizer'} heatmap",
+            "Mean final accuracy of completed trials in each lr x wd cell, one heatmap per "
+            "optimizer on one colour scale (Loshchilov & Hutter's figure). AdamW's good region "
+            "should run parallel to the axes, Adam's along the diagonal."
+            + (
+                ""
+                if both
+                else " This study ran one optimizer; run studies/adam_vs_adamw.toml "
+                "for the side-by-side comparison."
+            ),
+            figures.comparison_figure(views.comparison),
+        ),
+        Panel(
+            "importance",
+            "Which hyperparameter matters?",
+            "PED-ANOVA (Optuna's default) and fANOVA over completed trials, in the log units "
+            "lr and wd were sampled in. Right: PED-ANOVA at each epoch over every trial that "
+            "reported that epoch, pruned ones included; the grey bars count those trials. "
+            "Late epochs only see the trials the pruner let through.",
+            figures.importance_figure(views.importance),
+        ),
+        Panel(
+            "curves",
+            "Learning curves",
+            "Validation accuracy after every epoch. Pruned trials are dotted and end in a cross "
+            "where the pruner stopped them; the best trial is red.",
+            figures.curves_figure(views.curves),
+        ),
+        Panel(
+            "history",
+            "Optimization history",
+            "Each trial's final accuracy by trial number (pruned: the last accuracy it "
+            "reported) and the best completed accuracy so far.",
+            figures.history_figure(views.history),
+        ),
+        Panel(
+            "timeline",
+            "Workers at work",
+            "One row per worker process (host:pid), one bar per trial from its start to its "
+            "end. Running trials extend to the moment the page was built.",
+            figures.timeline_figure(views.timeline),
+        ),
+    ]

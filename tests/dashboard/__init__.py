@@ -1,0 +1,1 @@
+"""Tests of sweeper.dashboard: extraction, figures, report, CLI, live page, browser, speed."""

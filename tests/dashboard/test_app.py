@@ -1,0 +1,81 @@
+"""The live page over HTTP: the real ``sweeper dashboard`` process on a real study."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import optuna
+
+from .factory import SWEEP, add_sweep, make_trial
+from .live import dashboard
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def get(url: str, follow: bool = True) -> tuple[int, dict[str, str], bytes]:
+    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def test_live_page_serves_figures_and_refreshes_from_postgres(storage_url: str) -> None:
+    add_sweep(storage_url, n_trials=40)
+    with dashboard("--study", SWEEP, "--storage", storage_url, "--refresh", "1") as live:
+        assert live.url.startswith("http://127.0.0.1:")  # loopback by default
+        status, headers, _ = get(live.url, follow=False)
+        assert status == 302 and headers["Location"] == f"/study/{SWEEP}"
+        status, _, page = get(live.url + f"study/{SWEEP}")
+        assert status == 200 and b"<script src='/static/plotly.min.js'>" in page
+        assert b"http://" not in page and b"https://" not in page  # nothing off-host
+        status, headers, js = get(live.url + "static/plotly.min.js")
+        assert status == 200 and js.startswith(b"/**\n* plotly.js v")
+
+        status, _, body = get(live.url + f"api/study/{SWEEP}")
+        doc = json.loads(body)
+        assert status == 200 and doc["n_trials"] == 40
+        keys = [p["key"] for p in doc["panels"]]
+        assert keys == [
+            "landscape",
+            "decoupling",
+            "comparison",
+            "importance",
+            "curves",
+            "history",
+            "timeline",
+        ]
+        assert all(p["figure"]["data"] for p in doc["panels"])
+
+        # A worker finishes a trial: the next poll shows it.
+        study = optuna.load_study(study_name=SWEEP, storage=storage_url)
+        study.add_trial(
+            make_trial(999, lr=4e-4, wd=1e-3, curve={1: 0.5, 6: 0.99}, worker="gpu-c:7")
+        )
+        doc = json.loads(get(live.url + f"api/study/{SWEEP}")[2])
+        assert doc["n_trials"] == 41
+        assert "<td>#40</td>" in doc["summary_html"]  # the new best trial (numbered 40)
+        timeline = next(p for p in doc["panels"] if p["key"] == "timeline")["figure"]
+        assert "gpu-c:7" in json.dumps(timeline["data"])
+
+        status, _, body = get(live.url + "api/study/nope")
+        assert status == 404 and "no study named 'nope'" in json.loads(body)["error"]
+        status, _, body = get(live.url + "study/nope")
+        assert status == 404 and b"no study named &#x27;nope&#x27;" in body
+        assert get(live.url + "elsewhere")[0] == 404
+
+
+def test_without_a_study_it_lists_the_studies(shared_url: str) -> None:
+    with dashboard("--storage", shared_url) as live:
+        head, _, names = live.first_lines[0].partition(": ")
+        assert head == "2 studies" and set(names.split(", ")) == {"cifar10-adamw", "adam-vs-adamw"}
+        status, _, page = get(live.url)
+        assert status == 200
+        assert b"<a href='/study/cifar10-adamw'>cifar10-adamw</a>" in page
+        assert b"<a href='/study/adam-vs-adamw'>adam-vs-adamw</a>" in page

@@ -1,0 +1,93 @@
+"""``sweeper report`` and ``sweeper importance`` through the real console script."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from clirun import one_line_error, sweeper
+
+
+def test_report_command_writes_the_report(shared_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = sweeper("report", "--study", "adam-vs-adamw", "-o", str(out), "--storage", shared_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {out} (32 trials)"
+    text = out.read_text(encoding="utf-8")
+    assert "<h2>Adam vs AdamW</h2>" in text and 'id="fig-comparison"' in text
+
+
+def test_importance_command_table_json_and_html_plot(shared_url: str, tmp_path: Path) -> None:
+    common = ("--study", "cifar10-adamw", "--storage", shared_url)
+    table = sweeper("importance", *common)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("study 'cifar10-adamw': ") and lines[1].split() == [
+        "parameter",
+        "ped_anova",
+        "fanova",
+    ]
+    assert {lines[2].split()[0], lines[3].split()[0]} == {"lr", "weight_decay"}
+    assert "PED-ANOVA per epoch (every trial that reported the epoch, pruned included):" in lines
+
+    plot = tmp_path / "importance.html"
+    result = sweeper("importance", *common, "--format", "json", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["study"] == "cifar10-adamw" and doc["params"] == ["lr", "weight_decay"]
+    assert sum(doc["ped_anova"].values()) == pytest.approx(1.0)
+    assert sum(doc["fanova"].values()) == pytest.approx(1.0)
+    assert [e["epoch"] for e in doc["per_epoch"]] == [1, 2, 3, 4, 5, 6]
+    assert doc["per_epoch"][0]["n_pruned"] > 0  # pruned trials were counted
+    assert doc["settings"]["fanova_trees"] == 16
+    html = plot.read_text(encoding="utf-8")
+    assert "plotly.js v" in html and "PED-ANOVA per epoch" in html
+    assert result.stderr.strip().endswith(f"wrote {plot}")
+
+
+@pytest.mark.slow
+def test_importance_png_through_kaleido_and_chromium(shared_url: str, tmp_path: Path) -> None:
+    png = tmp_path / "importance.png"
+    result = sweeper(
+        "importance", "--study", "cifar10-adamw", "--storage", shared_url, "--plot", str(png)
+    )
+    assert result.returncode == 0, result.stderr
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    assert (width, height) == (1300, 440)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("report", "--study", "nope", "-o", "{tmp}/r.html"), "no study named 'nope'"),
+        (
+            ("report", "--study", "cifar10-adamw", "-o", "{tmp}/r.pdf"),
+            "the output must end in .html or .htm",
+        ),
+        (("report", "--study", "cifar10-adamw", "-o", "{tmp}/no/r.html"), "does not exist"),
+        (("report", "--study", "cifar10-adamw", "-o", "{tmp}"), "the output must end in"),
+        (
+            ("importance", "--study", "cifar10-adamw", "--plot", "{tmp}/p.jpg"),
+            "must end in .html or .htm or .png",
+        ),
+        (("importance", "--study", "cifar10-adamw", "--format", "xml"), "invalid choice: 'xml'"),
+        (("dashboard", "--port", "70000"), "--port 70000 is not a port number"),
+        (("dashboard", "--refresh", "0"), "--refresh 0 must be a positive number of seconds"),
+        (("dashboard", "--study", "nope", "--port", "0"), "no study named 'nope'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    shared_url: str,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    expected: str,
+) -> None:
+    argv = [a.format(tmp=tmp_path) for a in args]
+    result = sweeper(*argv, "--storage", shared_url)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    line = one_line_error(result)
+    assert expected in line, line
+    assert not list(tmp_path.glob("*.html"))

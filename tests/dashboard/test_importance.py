@@ -1,0 +1,96 @@
+"""Importance: the evaluators find the parameter that matters, and pruned trials count."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+
+from sweeper.dashboard import data
+from sweeper.dashboard.importance import MIN_TRIALS, importance_info
+
+from .factory import make_trial, synthetic_trials
+
+
+def lr_only_trials(n: int, seed: int = 0) -> list:
+    """Accuracy depends on lr alone (a peak at 4e-4); wd is pure noise."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    for i in range(n):
+        lr, wd = 10 ** rng.uniform(-4, -3), 10 ** rng.uniform(-4, -2)
+        acc = 0.7 - 0.3 * (math.log10(lr / 4e-4)) ** 2 + rng.normal(0, 0.002)
+        trials.append(make_trial(i, lr=float(lr), wd=float(wd), curve={1: acc / 2, 2: acc}))
+    return trials
+
+
+def test_both_evaluators_rank_the_parameter_that_matters_first() -> None:
+    info = importance_info(data.from_trials(lr_only_trials(150)))
+    assert info.params == ("lr", "weight_decay")
+    assert info.ped_anova is not None and info.fanova is not None
+    assert info.ped_anova["lr"] > 0.7, info.ped_anova
+    assert info.fanova["lr"] > 0.8, info.fanova
+    for result in (info.ped_anova, info.fanova):
+        assert sum(result.values()) == pytest.approx(1.0)
+        assert list(result) == ["lr", "weight_decay"]  # ordered by importance
+    assert info.notes == ()
+
+
+def test_per_epoch_importance_counts_pruned_trials() -> None:
+    """Pruned trials enter every epoch they reported; completed ones every epoch."""
+    trials = lr_only_trials(60)
+    for t in trials[:30]:  # prune half of them after epoch 1
+        t.state = TrialState.PRUNED
+        t.intermediate_values.pop(2)
+        t.value = None
+    info = importance_info(data.from_trials(trials))
+    assert info.n_complete == 30
+    (e1, e2) = info.per_epoch
+    assert (e1.epoch, e1.n_trials, e1.n_pruned) == (1, 60, 30)
+    assert (e2.epoch, e2.n_trials, e2.n_pruned) == (2, 30, 0)
+    assert e1.importances is not None and e1.importances["lr"] > 0.7
+
+
+def test_per_epoch_importance_sees_what_completed_trials_hide() -> None:
+    """Completed trials all share one wd; the pruned ones vary it, and wd drove them out.
+
+    Optuna's evaluators (completed trials only) can say nothing about wd; epoch 1, which
+    includes the pruned trials, finds it matters.
+    """
+    rng = np.random.default_rng(1)
+    trials = []
+    for i in range(40):
+        lr = float(10 ** rng.uniform(-4, -3))
+        wd = 1e-3 if i < 20 else float(10 ** rng.uniform(-2.3, -2))
+        acc = 0.7 - (0.3 if wd > 1e-3 else 0.0) + float(rng.normal(0, 0.003))
+        state = TrialState.COMPLETE if i < 20 else TrialState.PRUNED
+        curve = {1: acc} if state == TrialState.PRUNED else {1: acc, 2: acc + 0.01}
+        trials.append(make_trial(i, lr=lr, wd=wd, state=state, curve=curve))
+    info = importance_info(data.from_trials(trials))
+    assert info.per_epoch[0].n_pruned == 20
+    epoch1 = info.per_epoch[0].importances
+    assert epoch1 is not None and epoch1["weight_decay"] > 0.8, epoch1
+
+
+def test_too_few_trials_give_no_importance_and_say_why() -> None:
+    trials = lr_only_trials(MIN_TRIALS - 1)
+    info = importance_info(data.from_trials(trials))
+    assert info.ped_anova is None and info.fanova is None
+    assert (
+        info.notes[0]
+        == f"{MIN_TRIALS - 1} completed trials: importances need at least {MIN_TRIALS}"
+    )
+
+
+def test_optimizer_is_assessed_when_searched_and_results_are_deterministic() -> None:
+    snap = data.from_trials(synthetic_trials(80, optimizers=("adamw", "adam"), epochs=3, seed=2))
+    first, second = importance_info(snap), importance_info(snap)
+    assert set(first.params) == {"lr", "weight_decay", "optimizer"}
+    assert first == second
+    assert any("read importances as rough" in n for n in first.notes)  # < 50 completed
+
+
+def test_no_trial_with_parameters() -> None:
+    info = importance_info(data.from_trials([]))
+    assert info.params == () and info.notes == ("no trial has parameters yet",)

@@ -102,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     storage = open_storage_for(args, spec.storage, announce=True)
     create_or_load(storage, spec)
+    if args.pack is None:
+        args.pack = spec.training.pack  # the file's, not the study creator's: it is per worker
     if args.workers > 1 or args.gpus:
         return _launch(args, spec, storage.url)
     study = load_study(storage, spec.name)
@@ -120,7 +122,7 @@ def _launch(args: argparse.Namespace, spec: Any, storage_url: str) -> int:
     load_dataset(spec.data, args.data)  # decode once here; the workers read the cache
     extra = [
         f"--{name.replace('_', '-')}={value}"
-        for name in ("data", "device", "checkpoint_dir")
+        for name in ("data", "device", "checkpoint_dir", "pack")
         if (value := getattr(args, name)) is not None
     ]
     print(
@@ -172,15 +174,24 @@ def _work(args: argparse.Namespace, study: Any) -> int:
     from pathlib import Path
 
     from sweeper.checkpoints import CheckpointStore
+    from sweeper.packed_worker import PackedWorker
+    from sweeper.study import stored_spec
     from sweeper.worker import Progress, Worker, describe_study
 
     checkpoints = CheckpointStore(Path(args.checkpoint_dir)) if args.checkpoint_dir else None
-    worker = Worker(study, data_override=args.data, device=args.device, checkpoints=checkpoints)
+    options: dict[str, Any] = {
+        "data_override": args.data,
+        "device": args.device,
+        "checkpoints": checkpoints,
+    }
+    pack = args.pack if args.pack is not None else stored_spec(study).training.pack
+    worker = PackedWorker(study, pack=pack, **options) if pack > 1 else Worker(study, **options)
     progress = Progress()
     budget = worker.budget
     progress.say(
         f"study '{study.study_name}': budget {budget if budget is not None else 'unlimited'}"
         f" trials, {worker.spec.training.epochs} epochs each, on {worker.device}"
+        + (f", {pack} at a time" if pack > 1 else "")
     )
     summary = worker.run(max_trials=args.max_trials)
     progress.say(
@@ -297,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="cpu, cuda or cuda:N (default: the spec's)")
         p.add_argument("--max-trials", type=int, metavar="N", help="stop after N trials here")
         p.add_argument("--checkpoint-dir", metavar="DIR", help="where epoch checkpoints go")
+        p.add_argument(
+            "--pack",
+            type=_positive_int,
+            metavar="K",
+            help="train K trials at once as one stacked model (default: the spec's, 1)",
+        )
 
     run = sub.add_parser("run", parents=[common], help="create or load a study and run trials")
     run.add_argument("spec", metavar="SPEC", help="study spec file (studies/*.toml)")
@@ -348,10 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_extensions(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("sweeper.dashboard.commands") is None:  # TODO(integration)
-        return
     from sweeper.dashboard import commands
 
     commands.register(sub, parents)
@@ -405,6 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sweeper: stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`sweeper trials | head`): not an error of ours. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:
         if isinstance(err, SweeperError):
             message, code = str(err), err.exit_code

@@ -90,6 +90,9 @@ class TrainingSpec:
     seed: int = 0  # trial seed = seed + trial number (kept across retries)
     device: str = "auto"  # cuda when available, else cpu
     eval_batch_size: int = 1000  # evaluation is memory-bound, not accuracy-relevant
+    # Trials a worker trains at once as one stacked model: one SimpleCNN cannot keep a GPU
+    # busy. 1 keeps the single-trial worker. Per worker, so it may differ between hosts.
+    pack: int = 1
 
 
 @dataclass(frozen=True)
@@ -308,11 +311,13 @@ def _training(root: _Checker) -> TrainingSpec:
         seed=table.get("seed", int, d.seed),
         device=table.get("device", str, d.device),
         eval_batch_size=table.get("eval_batch_size", int, d.eval_batch_size),
+        pack=table.get("pack", int, d.pack),
     )
     table.at_least("epochs", spec.epochs, 1)
     table.at_least("batch_size", spec.batch_size, 1)
     table.at_least("step_size", spec.step_size, 1)
     table.at_least("eval_batch_size", spec.eval_batch_size, 1)
+    table.at_least("pack", spec.pack, 1)
     table.one_of("schedule", spec.schedule, SCHEDULES)
     if not 0 < spec.gamma <= 1:
         raise table.fail("gamma", f"must be in (0, 1] (got {spec.gamma!r})")
@@ -419,6 +424,14 @@ def spec_to_dict(spec: StudySpec) -> dict[str, Any]:
 
 def spec_from_dict(data: Mapping[str, Any], source: str = "stored spec") -> StudySpec:
     """Rebuild a spec from ``spec_to_dict``'s output, validating it again."""
+    try:
+        document = _document_from_dict(data)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"{source} is malformed ({type(err).__name__}: {err})") from None
+    return parse_spec(document, source)
+
+
+def _document_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = {
         "study": {k: data[k] for k in ("name", "metric", "direction") if data.get(k) is not None},
         "space": {
@@ -438,7 +451,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "stored spec") -> Stud
     }
     if data.get("n_trials") is not None:
         document["study"]["n_trials"] = data["n_trials"]
-    return parse_spec(document, source)
+    return document
 
 
 def with_overrides(spec: StudySpec, **changes: Any) -> StudySpec:

@@ -5,7 +5,8 @@ Contract:
 - ``create_or_load(storage, spec)`` creates the study with the spec stored in its user
   attributes (``spec``), or loads the existing one after checking that the stored spec
   agrees with the given one on everything that shapes results (search space, sampler,
-  pruner, training, subsets). Data paths and storage knobs may differ per host.
+  pruner, training, subsets). Data paths, storage knobs and the pack size may differ per
+  host.
 - ``load_study(storage, name)`` rebuilds the sampler and pruner from the stored spec, so a
   worker anywhere needs only the URL and the name.
 - ``claim_trial(study, budget)`` is the only way workers start trials: under a PostgreSQL
@@ -32,7 +33,7 @@ from sweeper.storage import redact
 SPEC_ATTR = "spec"
 FAIL_REASON_ATTR = "fail_reason"
 # Spec fields that may differ between the creator of a study and a later `sweeper run`.
-HOST_LOCAL_FIELDS = {("data", "path"), ("storage",)}
+HOST_LOCAL_FIELDS = {("data", "path"), ("storage",), ("training", "pack")}
 
 
 class GridSampler(optuna.samplers.GridSampler):

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import optuna
 import sqlalchemy
 import torch
-from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages.heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from sweeper.checkpoints import CheckpointStore
@@ -91,7 +91,7 @@ class Progress:
 
 
 @contextmanager
-def _heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
     """Record a heartbeat for ``trial_id`` every interval until the block ends."""
     if not is_heartbeat_enabled(storage):
         yield
@@ -117,7 +117,7 @@ def _heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[None]:
+def stop_on_signals() -> Iterator[None]:
     """Turn SIGTERM into the same exception as SIGINT while a worker runs."""
 
     def raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -172,12 +172,11 @@ class Worker:
         """Claim and run trials until the budget is met, ``max_trials`` ran, or a signal."""
         summary = WorkerSummary()
         _ = self.data  # fail on bad data before claiming any trial
-        with _stop_on_signals():
+        with stop_on_signals():
             while max_trials is None or summary.total < max_trials:
                 trial = None
                 try:
-                    optuna.storages.fail_stale_trials(self.study)
-                    trial = claim_trial(self.study, self.budget)
+                    trial = self.claim()
                     if trial is None:
                         break
                     state = self.run_trial(trial)
@@ -186,6 +185,12 @@ class Worker:
                     continue
                 summary.finished[state.name] += 1
         return summary
+
+    def claim(self) -> optuna.Trial | None:
+        """Fail trials whose worker died (Optuna re-queues them), then claim the next trial
+        within the study's budget; None when the budget is used up."""
+        optuna.storages.fail_stale_trials(self.study)
+        return claim_trial(self.study, self.budget)
 
     def _ride_out_outage(self, err: BaseException, trial: optuna.Trial | None) -> None:
         """Wait for the database to come back, then re-queue the trial it interrupted."""
@@ -234,7 +239,7 @@ class Worker:
         """Train ``trial`` to its end; tell the study; return the final state."""
         original = trial.number
         try:
-            with _heartbeat(self.study._storage, trial._trial_id):
+            with heartbeat(self.study._storage, trial._trial_id):
                 # A retry (see RetryHeartbeatStaleTrialCallback) names the first trial of its
                 # series and inherits that trial's user attributes, the seed among them.
                 frozen = self.study._storage.get_trial(trial._trial_id)

@@ -73,6 +73,7 @@ BAD_SPECS = [
         "[sampler.points] lr has 1.0, outside [space.lr]",
     ),
     ('[study]\nname = "x"\n[training]\nschedule = "linear"\n', "[training] schedule must be one"),
+    ('[study]\nname = "x"\n[training]\npack = 0\n', "[training] pack must be >= 1 (got 0)"),
     ('[study]\nname = "x"\n[data]\ntrain_size = -5\n', "[data] train_size must be >= 1"),
     ('[study]\nname = "x"\n[model]\nwidth = 2\n', "model is not a known table"),
     ('[study\nname = "x"\n', "not valid TOML"),

@@ -57,6 +57,17 @@ def make_scheduler(
     return None
 
 
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The shuffled indices ``0..n-1`` of epoch ``epoch``, a function of (seed, epoch) only.
+
+    Computed on ``device``. Packed trials (``sweeper.train.packed``) share one order this way.
+    """
+    # A generator per epoch, seeded from (seed, epoch): resumable without saving RNG state.
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator, device=device)
+
+
 class Trainer:
     """Trains one model; see the module docstring for the promises."""
 
@@ -81,10 +92,7 @@ class Trainer:
         self.loss_fn = nn.CrossEntropyLoss()
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
-        # A generator per epoch, seeded from (seed, epoch): resumable without saving RNG state.
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.data.train_y), generator=generator, device=self.device)
+        return epoch_order(len(self.data.train_y), self.seed, epoch, self.device)
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training set in shuffled minibatches; returns the mean loss."""

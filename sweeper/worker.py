@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import optuna
 import sqlalchemy
 import torch
-from optuna.storages.heartbeat import is_heartbeat_enabled
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from sweeper.checkpoints import CheckpointStore

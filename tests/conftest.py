@@ -8,16 +8,12 @@ databases). Each test that asks for ``storage_url`` gets a fresh, empty database
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
-from pgtools import embedded_postgres
-from sqlalchemy.engine import make_url
+from pgtools import embedded_postgres, fresh_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,28 +29,11 @@ def pg_server() -> Iterator[str]:
         yield server.url()
 
 
-def _admin_connect(url: str) -> psycopg2.extensions.connection:
-    parsed = make_url(url)
-    conn = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=parsed.database,
-    )
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture
 def storage_url(pg_server: str) -> Iterator[str]:
     """A fresh empty database on the session's server, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with contextlib.closing(_admin_connect(pg_server)) as conn, conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    with contextlib.closing(_admin_connect(pg_server)) as conn, conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

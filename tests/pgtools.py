@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+import psycopg2
+from sqlalchemy.engine import make_url
 
 from sweeper.embedded import EmbeddedPostgres
 
@@ -26,3 +30,29 @@ def embedded_postgres() -> Iterator[EmbeddedPostgres]:
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _admin_connect(url: str) -> psycopg2.extensions.connection:
+    parsed = make_url(url)
+    conn = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+    )
+    conn.autocommit = True
+    return conn
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "t") -> Iterator[str]:
+    """URL of a new empty database on ``server_url``'s server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with contextlib.closing(_admin_connect(server_url)) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with contextlib.closing(_admin_connect(server_url)) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

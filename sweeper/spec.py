@@ -452,8 +452,3 @@ def _document_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     if data.get("n_trials") is not None:
         document["study"]["n_trials"] = data["n_trials"]
     return document
-
-
-def with_overrides(spec: StudySpec, **changes: Any) -> StudySpec:
-    """``spec`` with nested fields replaced, e.g. ``data=..., training=...``."""
-    return dataclasses.replace(spec, **changes)

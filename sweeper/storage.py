@@ -97,19 +97,6 @@ def _scrub(message: str, url: str) -> str:
     return message.replace(str(password), "***") if password else message
 
 
-def check_connection(url: str) -> None:
-    """Connect once; raise ``SweeperError`` with a redacted one-line reason if that fails."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
-    except sqlalchemy.exc.OperationalError as err:
-        reason = _scrub(_first_line(err), url)
-        raise SweeperError(f"cannot connect to {redact(url)}: {reason}") from None
-    finally:
-        engine.dispose()
-
-
 def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.storages.RDBStorage:
     """Resolve, validate and connect; return the RDBStorage all of sweeper works through.
 
@@ -117,7 +104,6 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
     period and how often a trial whose worker died is re-queued.
     """
     resolved = resolve_url(url)
-    check_connection(resolved)
     opts = options or StorageSpec()
     try:
         return optuna.storages.RDBStorage(
@@ -134,5 +120,10 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
             ),
         )
     except sqlalchemy.exc.SQLAlchemyError as err:
+        # RDBStorage connects at once (schema check): an unreachable server, a wrong
+        # password or a missing database surface here as OperationalError.
         reason = _scrub(_first_line(err), resolved)
-        raise SweeperError(f"cannot open studies in {redact(resolved)}: {reason}") from None
+        what = (
+            "connect to" if isinstance(err, sqlalchemy.exc.OperationalError) else "open studies in"
+        )
+        raise SweeperError(f"cannot {what} {redact(resolved)}: {reason}") from None

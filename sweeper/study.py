@@ -182,21 +182,6 @@ def _lock_key(study_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _study_id(study: optuna.Study) -> int:
-    return study._storage.get_study_id_from_name(study.study_name)
-
-
-def budget_used(study: optuna.Study) -> int:
-    """Trials that count against the study's budget (see ``_BUDGET_SQL``)."""
-    engine = engine_of(study)
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                _BUDGET_SQL, {"study_id": _study_id(study), "reason": FAIL_REASON_ATTR}
-            ).scalar_one()
-        )
-
-
 def engine_of(study: optuna.Study) -> sqlalchemy.Engine:
     """The SQLAlchemy engine under ``study``'s RDB storage."""
     storage = study._storage
@@ -212,7 +197,7 @@ def claim_trial(study: optuna.Study, budget: int | None) -> optuna.Trial | None:
     if budget is None:
         return study.ask()
     engine = engine_of(study)
-    study_id = _study_id(study)
+    study_id = study._study_id
     with engine.connect() as conn, conn.begin():
         # Serialises count-then-ask across every worker of this study; the lock ends with
         # the transaction, after ask() has committed the new trial.

@@ -484,6 +484,16 @@ class FusedAdamW(Optimizer):
         self._n_ready = sum(self._state_ready)
         self._packed = True
 
+    def release_parameters(self) -> None:
+        """Stop tracking gradients of this optimizer's parameters (remove its grad hooks).
+
+        For handing the same parameters to a new optimizer (a pack whose members changed):
+        the old one's hooks would keep marking gradients for an optimizer no longer used.
+        """
+        for handle in self._hooks.values():
+            handle.remove()
+        self._hooks.clear()
+
     def _register_hook(self, p: torch.Tensor) -> None:
         self._hooks[id(p)] = p.register_post_accumulate_grad_hook(_grad_hook(weakref.ref(self)))
 

@@ -169,9 +169,7 @@ class PackedTrainer:
         """One FusedAdamW over the current members, carrying survivors' state exactly."""
         old = self.optimizer
         if old is not None:
-            # The old optimizer's grad hooks would only mark a dead optimizer; drop them.
-            for handle in old._hooks.values():
-                handle.remove()
+            old.release_parameters()
         params = [list(m.model.parameters()) for m in self.members]
         groups: list[dict[str, Any]] = [
             {

@@ -13,9 +13,13 @@ Contract (everything ``sweeper.worker`` promises, per trial, except where noted)
   ``order_epoch_offset``: its epoch e used the batch order of
   ``epoch_order(n, order_seed, order_epoch_offset + e)``. Each trial sends its own
   heartbeats.
-- Packed trials write no epoch checkpoints: a re-queued trial (its worker died) restarts
-  from epoch 1 with its parameters and seed. An exception that is not a NaN fails every trial
-  of the pack with its reason; SIGINT/SIGTERM and database outages re-queue them all.
+- Each trial is checkpointed after each epoch, in a single trial's format, before the epoch
+  is reported. A re-queued trial (its worker died, was stopped, or lost the database)
+  resumes from its last checkpoint in whichever worker claims it, packed or not; in a pack
+  it continues on that pack's batch order, so its ``order_seed`` and
+  ``order_epoch_offset`` describe the epochs after ``resumed_from_epoch`` (the failed
+  original trial records those before). An exception that is not a NaN fails every trial of
+  the pack with its reason; SIGINT/SIGTERM and database outages re-queue them all.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class _Slot:
     heartbeat: contextlib.ExitStack
     member: Member | None = None
     history: list[float] = field(default_factory=list)
+    described: bool = False  # provenance recorded
 
 
 class PackedWorker(Worker):
@@ -152,8 +157,22 @@ class PackedWorker(Worker):
         )
         torch.manual_seed(seed)  # the same initial weights as a single-trial run
         model = SimpleCNN().to(self.device)
+        resume = None
+        checkpoint = self.checkpoints.load(self.study.study_name, slot.original)
+        if checkpoint is not None and slot.original != trial.number:
+            slot.history = list(checkpoint["history"])
+            resume = (checkpoint["trainer"], len(slot.history))
+            for epoch, accuracy in enumerate(slot.history, start=1):
+                trial.report(accuracy, epoch)
+            trial.set_user_attr("resumed_from_epoch", len(slot.history))
+            self.progress.say(f"trial {trial.number:>3} | resumed after epoch {len(slot.history)}")
         slot.member = pack.add(
-            model, optimizer_name=optimizer_name, lr=lr, weight_decay=wd, tag=trial.number
+            model,
+            optimizer_name=optimizer_name,
+            lr=lr,
+            weight_decay=wd,
+            tag=trial.number,
+            resume=resume,
         )
         for key, value in {
             "optimizer": optimizer_name,
@@ -168,13 +187,24 @@ class PackedWorker(Worker):
     ) -> tuple[TrialState | None, float | None]:
         """Report one epoch of one trial; the trial's final state if it ends now, else None."""
         trial, epoch, epochs = slot.trial, result.epoch, self.spec.training.epochs
-        if epoch == 1 and pack.optimizer is not None:
+        if not slot.described and pack.optimizer is not None:
             # The optimizer exists once the pack has trained; provenance names its path.
-            for key, value in provenance(self.device, implementation_name(pack.optimizer)).items():
+            optimizer_impl = implementation_name(pack.optimizer)
+            for key, value in provenance(
+                self.device, optimizer_impl, pack.execution.describe()
+            ).items():
                 trial.set_user_attr(key, value)
+            slot.described = True
         if not is_finite(result):
             return self._fail(trial, f"training loss is {result.train_loss} at epoch {epoch}"), None
         slot.history.append(result.val_accuracy)
+        if epoch < epochs and slot.member is not None:
+            # Checkpoint first: once an epoch is reported, a retry can resume after it.
+            self.checkpoints.save(
+                self.study.study_name,
+                slot.original,
+                {"trainer": pack.member_state(slot.member), "history": slot.history},
+            )
         trial.report(result.val_accuracy, epoch)
         trial.set_user_attr("epochs_run", epoch)
         self.progress.epoch(trial.number, result, epochs)
@@ -199,7 +229,6 @@ class PackedWorker(Worker):
             self.study.tell(slot.trial, value)
         elif state is TrialState.PRUNED:
             self.study.tell(slot.trial, state=TrialState.PRUNED)
-        # A retried trial's original may have left a checkpoint; packed trials never resume.
         self.checkpoints.remove(self.study.study_name, slot.original)
         if slot.member is not None:
             pack.remove(slot.member)

@@ -45,13 +45,17 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def provenance(device: torch.device, optimizer_impl: str) -> dict[str, str]:
-    """User attributes every trial carries besides its seed and results."""
+def provenance(device: torch.device, optimizer_impl: str, execution: str) -> dict[str, str]:
+    """User attributes every trial carries besides its seed and results.
+
+    ``execution`` names how steps ran (``sweeper.train.execution.Execution.describe``).
+    """
     attrs = {
         "sweeper_version": sweeper.__version__,
         "torch_version": torch.__version__,
         "device": device_name(device),
         "optimizer_impl": optimizer_impl,
+        "execution": execution,
         "worker": worker_id(),
     }
     revision = git_revision()

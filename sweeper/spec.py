@@ -24,6 +24,7 @@ from sweeper.errors import UsageError
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("none", "cosine", "step")
+PRECISIONS = ("fp32", "bf16")
 DATA_SOURCES = ("auto", "cifar10", "imagefolder")
 METRICS = ("val_accuracy",)
 # Parameters each sampler and pruner accepts, with their types; a spec naming any other is
@@ -93,6 +94,12 @@ class TrainingSpec:
     # Trials a worker trains at once as one stacked model: one SimpleCNN cannot keep a GPU
     # busy. 1 keeps the single-trial worker. Per worker, so it may differ between hosts.
     pack: int = 1
+    # How steps execute (sweeper.train.execution). bf16 changes results, so it is the
+    # study's; the two layout/launch options only change speed. All off until measured to
+    # help on the device at hand (bench/trial_throughput.py --execution ...).
+    precision: str = "fp32"  # or "bf16": forward and loss under bf16 autocast
+    channels_last: bool = False  # NHWC inputs for the convolutions
+    cuda_graphs: bool = False  # each training step one CUDA graph replay (CUDA only)
 
 
 @dataclass(frozen=True)
@@ -312,6 +319,9 @@ def _training(root: _Checker) -> TrainingSpec:
         device=table.get("device", str, d.device),
         eval_batch_size=table.get("eval_batch_size", int, d.eval_batch_size),
         pack=table.get("pack", int, d.pack),
+        precision=table.get("precision", str, d.precision),
+        channels_last=table.get("channels_last", bool, d.channels_last),
+        cuda_graphs=table.get("cuda_graphs", bool, d.cuda_graphs),
     )
     table.at_least("epochs", spec.epochs, 1)
     table.at_least("batch_size", spec.batch_size, 1)
@@ -319,6 +329,7 @@ def _training(root: _Checker) -> TrainingSpec:
     table.at_least("eval_batch_size", spec.eval_batch_size, 1)
     table.at_least("pack", spec.pack, 1)
     table.one_of("schedule", spec.schedule, SCHEDULES)
+    table.one_of("precision", spec.precision, PRECISIONS)
     if not 0 < spec.gamma <= 1:
         raise table.fail("gamma", f"must be in (0, 1] (got {spec.gamma!r})")
     if spec.device not in ("auto", "cpu") and not spec.device.startswith("cuda"):

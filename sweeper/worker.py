@@ -8,7 +8,9 @@ Contract:
 - Each trial: sample lr, weight decay (and the optimizer when the study compares several),
   seed = training seed + trial number (kept when the trial is retried), train epoch by
   epoch, ``trial.report(val_accuracy, epoch)`` after each, checkpoint, ask the pruner.
-  The trial's value is the last epoch's validation accuracy.
+  The trial's value is the last epoch's validation accuracy. User attributes: seed,
+  optimizer, the batch order in packed trials' terms (``pack_size`` 1, ``order_seed`` =
+  seed, ``order_epoch_offset`` 0), provenance (``sweeper.provenance``), ``epochs_run``.
 - A running trial sends heartbeats. Before each claim the worker fails trials whose
   heartbeat went silent; Optuna then re-queues them with the same parameters, and the re-run
   resumes from the dead trial's last checkpoint.
@@ -284,7 +286,14 @@ class Worker:
         attrs: dict[str, Any] = {
             "seed": seed,
             "optimizer": opt,
-            **provenance(self.device, implementation_name(trainer.optimizer)),
+            # The batch order, in packed trials' terms (a retry of a packed trial inherits
+            # its pack's values, which no longer hold here): epoch e is epoch_order(seed, e).
+            "pack_size": 1,
+            "order_seed": seed,
+            "order_epoch_offset": 0,
+            **provenance(
+                self.device, implementation_name(trainer.optimizer), trainer.execution.describe()
+            ),
         }
         history: list[float] = []
         checkpoint = self.checkpoints.load(self.study.study_name, original)

@@ -8,10 +8,13 @@ alone with its reason, and record each trial like a single trial plus its pack f
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import optuna
-from clirun import sweeper
+import pytest
+from clirun import finish, start_and_wait_for, sweeper
 from optuna.trial import TrialState
 
 # `sweeper run` seeds the grid sampler with [sampler] seed, so the grid runs in one fixed
@@ -106,3 +109,51 @@ def test_packed_run_fills_the_budget_refills_and_fails_nan_alone(
         "run", str(spec), "--storage", storage_url, "--data", str(tiny_official), "--pack", "3"
     )
     assert again.returncode == 0 and "this worker ran 0 trials" in again.stderr, again.stderr
+
+
+RESUME_SPEC = """
+[study]
+name = "packed-resume"
+n_trials = 2
+[sampler]
+kind = "random"
+seed = 1
+[pruner]
+kind = "none"
+[training]
+epochs = 3
+"""
+
+
+@pytest.mark.parametrize("resume_pack", ["2", "1"])
+def test_a_stopped_pack_resumes_from_its_checkpoints(
+    resume_pack: str, storage_url: str, tiny_official: Path, tmp_path: Path
+) -> None:
+    """SIGTERM after epoch 1 of both packed trials; a packed or a single worker resumes both."""
+    spec = tmp_path / "resume.toml"
+    spec.write_text(RESUME_SPEC)
+    args = ["run", str(spec), "--storage", storage_url, "--data", str(tiny_official)]
+    proc = start_and_wait_for([*args, "--pack", "2"], "trial   1 | epoch 1/3")
+    proc.send_signal(signal.SIGTERM)
+    code, rest = finish(proc)
+    assert code == 130 and "re-queued" in rest, rest
+
+    rerun = sweeper(*args, "--pack", resume_pack)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stderr.count("resumed after epoch 1") == 2, rerun.stderr
+
+    trials = optuna.load_study(study_name="packed-resume", storage=storage_url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    for original, retry in zip(trials[:2], trials[2:], strict=True):
+        assert retry.system_attrs["failed_trial"] == original.number
+        assert retry.params == original.params
+        assert retry.user_attrs["seed"] == original.user_attrs["seed"]
+        assert retry.user_attrs["resumed_from_epoch"] == 1
+        assert sorted(retry.intermediate_values) == [1, 2, 3]
+        assert retry.intermediate_values[1] == original.intermediate_values[1]
+        # Epoch 2 ran in the new pack's first epoch, epoch_order(order_seed, -1 + 2), or
+        # alone, epoch_order(seed, 0 + 2).
+        offset = -1 if resume_pack == "2" else 0
+        assert retry.user_attrs["order_epoch_offset"] == offset
+        assert 1 <= retry.user_attrs["pack_size"] <= int(resume_pack)
+    assert not list((Path(os.environ["SWEEPER_HOME"]) / "checkpoints").rglob("*.pt"))

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-from clirun import SCRIPT, sweeper
+from clirun import finish, start_and_wait_for, sweeper
 from optuna.trial import TrialState
 
 SPEC = """
@@ -30,35 +29,6 @@ grace_period = 3
 """
 
 
-def _start_and_wait_for_epoch(
-    args: list[str], marker: str, timeout: float = 240
-) -> subprocess.Popen[str]:
-    """Start ``sweeper ARGS``; return once ``marker`` appears on its stderr."""
-    proc = subprocess.Popen(
-        [str(SCRIPT), *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=dict(os.environ),
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + timeout
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if marker in line:
-            return proc
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    pytest.fail(f"never saw {marker!r}; stderr was:\n{''.join(seen)}")
-
-
-def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    _, rest = proc.communicate(timeout=120)
-    return proc.returncode, rest
-
-
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_interrupted_trial_resumes_from_its_checkpoint(
     how: str, storage_url: str, tiny_official: Path, tmp_path: Path
@@ -66,10 +36,10 @@ def test_interrupted_trial_resumes_from_its_checkpoint(
     spec = tmp_path / "resume.toml"
     spec.write_text(SPEC)
     args = ["run", str(spec), "--storage", storage_url, "--data", str(tiny_official)]
-    proc = _start_and_wait_for_epoch(args, "epoch 1/3")
+    proc = start_and_wait_for(args, "epoch 1/3")
     if how == "sigterm":
         proc.send_signal(signal.SIGTERM)
-        code, rest = _finish(proc)
+        code, rest = finish(proc)
         assert code == 130, rest
         assert "re-queued to resume from its last checkpoint" in rest
     else:

@@ -9,11 +9,14 @@ Contract:
   after epoch ``e`` sees exactly the batches an uninterrupted run would have seen.
 - The hot loop does no host synchronisation: indices are permuted on the device, inputs are
   normalised on the device, and the loss is summed on the device and read once per epoch.
+  The spec's execution options (bf16 autocast, channels_last, CUDA graphs for the step) apply
+  as ``sweeper.train.execution`` describes.
 - A non-finite epoch loss raises ``NonFiniteLoss`` (the trial fails; the worker goes on).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +27,8 @@ from torch import nn
 
 from sweeper.spec import TrainingSpec
 from sweeper.train.data import Dataset, normalise
-from sweeper.train.optimizers import make_optimizer
+from sweeper.train.execution import Execution, StepLoop
+from sweeper.train.optimizers import graph_capturable, make_optimizer
 
 
 class NonFiniteLoss(RuntimeError):
@@ -90,30 +94,33 @@ class Trainer:
         self.optimizer = make_optimizer(optimizer_name, model.parameters(), lr, weight_decay)
         self.scheduler = make_scheduler(self.optimizer, spec)
         self.loss_fn = nn.CrossEntropyLoss()
+        self.execution = Execution.of(spec, self.device)
+        if not graph_capturable(self.optimizer):
+            self.execution = dataclasses.replace(self.execution, cuda_graphs=False)
+        self.steps = StepLoop(
+            self._step, batch_size=spec.batch_size, cuda_graph=self.execution.cuda_graphs
+        )
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         return epoch_order(len(self.data.train_y), self.seed, epoch, self.device)
 
+    def _step(self, index: torch.Tensor) -> torch.Tensor:
+        inputs = self.execution.inputs(normalise(self.data.train_x[index]))
+        with self.execution.autocast(self.device):
+            loss = self.loss_fn(self.model(inputs), self.data.train_y[index])
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training set in shuffled minibatches; returns the mean loss."""
         self.model.train()
-        order = self._epoch_order(epoch)
-        batch = self.spec.batch_size
-        total = torch.zeros((), device=self.device)
-        n_batches = 0
-        for start in range(0, len(order), batch):
-            index = order[start : start + batch]
-            inputs = normalise(self.data.train_x[index])
-            targets = self.data.train_y[index]
-            loss = self.loss_fn(self.model(inputs), targets)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()
-            n_batches += 1
+        # The schedule's lr of this epoch, uploaded now: captured steps read it from the device.
+        self.optimizer.sync_hyperparameters()
+        mean = float(self.steps.run(self._epoch_order(epoch)))
         if self.scheduler is not None:
             self.scheduler.step()
-        mean = float(total) / max(n_batches, 1)
         if not math.isfinite(mean):
             raise NonFiniteLoss(f"training loss is {mean} at epoch {epoch}")
         return mean
@@ -125,7 +132,9 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         step = self.spec.eval_batch_size
         for start in range(0, len(self.data.test_y), step):
-            logits = self.model(normalise(self.data.test_x[start : start + step]))
+            inputs = self.execution.inputs(normalise(self.data.test_x[start : start + step]))
+            with self.execution.autocast(self.device):
+                logits = self.model(inputs)
             correct += (logits.argmax(dim=1) == self.data.test_y[start : start + step]).sum()
         return int(correct) / max(len(self.data.test_y), 1)
 

@@ -22,15 +22,21 @@ Contract:
   its batch order is a function of (order_seed, order_offset, e), so a single-trial
   ``Trainer`` with ``seed=order_seed`` reproduces it.
 - The step loop does no host synchronisation: per-member loss sums stay on the device and are
-  read once per epoch. A non-finite loss is reported (``EpochResult.train_loss`` is NaN or
-  inf), not raised: the caller fails that trial and removes it; the others go on unaffected.
+  read once per epoch. The spec's execution options (``sweeper.train.execution``: bf16
+  autocast, channels_last, CUDA graphs) apply; a membership change re-captures the graph.
+- A non-finite loss is reported (``EpochResult.train_loss`` is NaN or inf), not raised: the
+  caller fails that trial and removes it; the others go on unaffected.
 - Members may be added and removed between epochs. The optimizer is then rebuilt over the
   current members; survivors keep their parameters, moments and step counts exactly, and a
   new member starts fresh (step 0, zero moments), as its single-trial run would.
+- Checkpoints: ``member_state`` saves a member in ``Trainer.state_dict()``'s format, and
+  ``add(..., resume=...)`` continues from such a state (a pack's or a single trial's), so a
+  trial interrupted in either kind of worker resumes in either kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -44,9 +50,10 @@ from torch.nn import functional as F  # noqa: N812 (torch's own convention)
 from sweeper.optim import FusedAdamW
 from sweeper.spec import TrainingSpec
 from sweeper.train.data import Dataset, normalise
+from sweeper.train.execution import Execution, StepLoop
 from sweeper.train.loop import EpochResult, epoch_order, make_scheduler
 from sweeper.train.model import N_CLASSES, SimpleCNN
-from sweeper.train.optimizers import BETAS, EPS
+from sweeper.train.optimizers import BETAS, EPS, graph_capturable
 
 
 class _Schedule:
@@ -72,6 +79,16 @@ class _Schedule:
         if self._scheduler is not None:
             self._scheduler.step()
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """The torch scheduler's state, as ``Trainer.state_dict()`` stores it (None: none)."""
+        return self._scheduler.state_dict() if self._scheduler is not None else None
+
+    def load_state_dict(self, state: dict[str, Any] | None, lr: float) -> None:
+        """Continue a saved schedule whose next epoch runs at ``lr``."""
+        self._stand_in.param_groups[0]["lr"] = lr
+        if self._scheduler is not None and state is not None:
+            self._scheduler.load_state_dict(state)
+
 
 @dataclass(eq=False)
 class Member:
@@ -84,6 +101,8 @@ class Member:
     order_offset: int  # pack epochs that ran before this member joined
     epochs_done: int = 0
     tag: Any = field(default=None)  # the caller's handle (the worker's trial)
+    # Optimizer state of a resumed member, by its parameters' order; installed on rebuild.
+    resumed_state: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def lr(self) -> float:
@@ -122,32 +141,39 @@ def grouped_forward(models: Sequence[SimpleCNN], x: torch.Tensor) -> torch.Tenso
 class PackedTrainer:
     """Trains the members of one pack together; see the module docstring for the promises."""
 
-    def __init__(
-        self,
-        data: Dataset,
-        spec: TrainingSpec,
-        *,
-        order_seed: int,
-        autocast: bool = False,
-    ) -> None:
-        """``autocast``: bf16 autocast of the forward on CUDA (ignored elsewhere; off by
-        default because it changes results and its speed-up is unmeasured here)."""
+    def __init__(self, data: Dataset, spec: TrainingSpec, *, order_seed: int) -> None:
+        """The spec's execution options apply to the pack as to a single trial."""
         self.data = data
         self.spec = spec
         self.order_seed = order_seed
         self.device = data.train_x.device
-        self.autocast = autocast and self.device.type == "cuda"
+        self.execution = Execution.of(spec, self.device)
         self.members: list[Member] = []
         self.optimizer: FusedAdamW | None = None
         self.epochs_run = 0  # pack epochs so far
         self._stale = True  # membership changed since the optimizer was built
+        self._models: list[SimpleCNN] = []  # the members' models, as the optimizer holds them
+        self.steps = StepLoop(self._step, batch_size=spec.batch_size)
 
     # -- membership -------------------------------------------------------------------------
 
     def add(
-        self, model: SimpleCNN, *, optimizer_name: str, lr: float, weight_decay: float, tag: Any
+        self,
+        model: SimpleCNN,
+        *,
+        optimizer_name: str,
+        lr: float,
+        weight_decay: float,
+        tag: Any,
+        resume: tuple[dict[str, Any], int] | None = None,
     ) -> Member:
-        """Add a trial whose ``model`` is already on the pack's device; it joins next epoch."""
+        """Add a trial whose ``model`` is already on the pack's device; it joins next epoch.
+
+        ``resume = (state, epochs_done)`` continues a trial from a checkpoint: ``state`` in
+        ``Trainer.state_dict()``'s format (``member_state`` writes it) after ``epochs_done``
+        epochs. It keeps its weights, moments, step counts and schedule; its next epoch
+        follows the pack's batch order (``order_offset = epochs_run - epochs_done``).
+        """
         member = Member(
             model,
             optimizer_name,
@@ -156,6 +182,14 @@ class PackedTrainer:
             order_offset=self.epochs_run,
             tag=tag,
         )
+        if resume is not None:
+            state, epochs_done = resume
+            model.load_state_dict(state["model"])
+            saved = state["optimizer"]
+            member.schedule.load_state_dict(state["scheduler"], saved["param_groups"][0]["lr"])
+            member.resumed_state = dict(saved["state"])
+            member.epochs_done = epochs_done
+            member.order_offset = self.epochs_run - epochs_done
         self.members.append(member)
         self._stale = True
         return member
@@ -181,24 +215,80 @@ class PackedTrainer:
             for m, member_params in zip(self.members, params, strict=True)
         ]
         optimizer = FusedAdamW(groups, betas=BETAS, eps=EPS)
-        if old is not None:
-            saved = optimizer.state_dict()
-            # State dicts number parameters across groups in order, as ``params`` lists them.
-            for index, p in enumerate(p for member_params in params for p in member_params):
-                state = old.state.get(p)
-                if state:  # a survivor that has stepped; a new member starts fresh
+        self.steps.reset()  # new buffers: a captured step would read the old ones
+        if not graph_capturable(optimizer):
+            self.execution = dataclasses.replace(self.execution, cuda_graphs=False)
+        self.steps.cuda_graph = self.execution.cuda_graphs
+        saved = optimizer.state_dict()
+        # State dicts number parameters across groups in order, as ``params`` lists them.
+        index = 0
+        for member, member_params in zip(self.members, params, strict=True):
+            for local, p in enumerate(member_params):
+                state = old.state.get(p) if old is not None else None
+                state = state or member.resumed_state.get(local)
+                if state:  # a survivor or a resumed trial; a new member starts fresh
                     saved["state"][index] = {k: v.clone() for k, v in state.items()}
+                index += 1
+            member.resumed_state = {}
+        if saved["state"]:
             optimizer.load_state_dict(saved)
         self.optimizer = optimizer
+        self._models = [m.model for m in self.members]
         self._stale = False
+
+    def member_state(self, member: Member) -> dict[str, Any]:
+        """``member`` as ``Trainer.state_dict()`` would save it after the same epochs.
+
+        Call it between epochs, before membership changes are applied (a member removed
+        since the last epoch still has its state; one added has none yet). A single-trial
+        ``Trainer`` or another pack resumes from it. Tensors are copies: a view would make
+        ``torch.save`` write the whole pack's flat buffer.
+        """
+        optimizer = self.optimizer
+        slot = next((i for i, m in enumerate(self._models) if m is member.model), None)
+        if optimizer is None or slot is None:
+            raise RuntimeError("the member has not trained in this pack yet")
+        group = optimizer.param_groups[slot]
+        hyper = {k: v for k, v in group.items() if k != "params"}
+        return {
+            "model": {k: v.detach().clone() for k, v in member.model.state_dict().items()},
+            "optimizer": {
+                "state": {
+                    i: {k: v.detach().clone() for k, v in optimizer.state[p].items()}
+                    for i, p in enumerate(group["params"])
+                    if optimizer.state.get(p)
+                },
+                # The lr of its next epoch, as a Trainer's stepped scheduler leaves it.
+                "param_groups": [
+                    {**hyper, "lr": member.lr, "params": list(range(len(group["params"])))}
+                ],
+            },
+            "scheduler": member.schedule.state_dict(),
+        }
 
     # -- training ---------------------------------------------------------------------------
 
-    def _logits(self, models: Sequence[SimpleCNN], x: torch.Tensor) -> torch.Tensor:
-        if self.autocast:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return grouped_forward(models, x).float()
-        return grouped_forward(models, x)
+    def _logits(self, models: Sequence[SimpleCNN], images: torch.Tensor) -> torch.Tensor:
+        inputs = self.execution.inputs(normalise(images))
+        with self.execution.autocast(self.device):
+            return grouped_forward(models, inputs).float()
+
+    def _step(self, index: torch.Tensor) -> torch.Tensor:
+        """One minibatch for every member; their K mean losses."""
+        optimizer = self.optimizer
+        assert optimizer is not None
+        k = len(self._models)
+        logits = self._logits(self._models, self.data.train_x[index])
+        # Per-member mean cross-entropy, as each single trial's loss; their sum's gradient
+        # with respect to member k's parameters is member k's own gradient.
+        losses = F.cross_entropy(
+            logits.reshape(-1, N_CLASSES), self.data.train_y[index].repeat(k), reduction="none"
+        )
+        losses = losses.view(k, -1).mean(dim=1)
+        optimizer.zero_grad()
+        losses.sum().backward()
+        optimizer.step()
+        return losses
 
     def train_epoch(self) -> list[float]:
         """One pack epoch: every member trains one epoch; returns their mean losses."""
@@ -210,36 +300,19 @@ class PackedTrainer:
         assert optimizer is not None
         for group, member in zip(optimizer.param_groups, self.members, strict=True):
             group["lr"] = member.lr  # its schedule's value for this epoch
-        models = [m.model for m in self.members]
-        for model in models:
+        # Uploaded now: captured steps read the lrs from the device.
+        optimizer.sync_hyperparameters()
+        for model in self._models:
             model.train()
-        k = len(models)
         order = epoch_order(
             len(self.data.train_y), self.order_seed, self.epochs_run + 1, self.device
         )
-        totals = torch.zeros(k, device=self.device)
-        n_batches = 0
-        for start in range(0, len(order), self.spec.batch_size):
-            index = order[start : start + self.spec.batch_size]
-            inputs = normalise(self.data.train_x[index])
-            targets = self.data.train_y[index]
-            logits = self._logits(models, inputs)
-            # Per-member mean cross-entropy, as each single trial's loss; their sum's gradient
-            # with respect to member k's parameters is member k's own gradient.
-            losses = F.cross_entropy(
-                logits.reshape(-1, N_CLASSES), targets.repeat(k), reduction="none"
-            )
-            losses = losses.view(k, -1).mean(dim=1)
-            optimizer.zero_grad()
-            losses.sum().backward()
-            optimizer.step()
-            totals += losses.detach()
-            n_batches += 1
+        means = self.steps.run(order).tolist()
         self.epochs_run += 1
         for member in self.members:
             member.epochs_done += 1
             member.schedule.step()
-        return [float(t) / max(n_batches, 1) for t in totals.tolist()]
+        return means
 
     @torch.no_grad()
     def evaluate(self) -> list[float]:
@@ -251,7 +324,7 @@ class PackedTrainer:
         # Activations grow with K: keep one evaluation batch's memory about that of one trial.
         step = max(1, self.spec.eval_batch_size // len(models))
         for start in range(0, len(self.data.test_y), step):
-            logits = self._logits(models, normalise(self.data.test_x[start : start + step]))
+            logits = self._logits(models, self.data.test_x[start : start + step])
             hits = logits.argmax(dim=2) == self.data.test_y[start : start + step]
             correct += hits.sum(dim=1)
         n = max(len(self.data.test_y), 1)

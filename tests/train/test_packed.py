@@ -146,3 +146,53 @@ def test_a_diverging_member_does_not_touch_its_pack_mates(data: Dataset) -> None
     assert is_finite(good) and good.val_accuracy == expected.val_accuracy
     error = _max_abs(pack.members[1].model, single.model)
     assert _max_param_error(pack.members[1].model, single.model) <= 0, f"diff {error:.3g}"
+
+
+def _assert_same_run(member: torch.nn.Module, single: torch.nn.Module, where: str) -> None:
+    error = _max_abs(member, single)
+    assert _max_param_error(member, single) <= 0, f"{where}: parameters differ by {error:.3g}"
+
+
+def test_a_member_checkpoint_resumes_in_a_pack_or_a_single_trainer(
+    data: Dataset, tmp_path: Path
+) -> None:
+    """A member saved after epoch 1 (through torch.save, as the worker does) continues in a
+    new pack and in a single ``Trainer`` exactly as the uninterrupted single run does.
+
+    The new pack has trained one epoch already, with other members, so the resumed member
+    sits at another position in the flat buffers and joins with a negative order offset
+    (its epoch 2 runs in the new pack's epoch 2).
+    """
+    spec = TrainingSpec(epochs=3, schedule="cosine")
+    seed, opt, lr, wd = TRIALS[1]  # adam: the mode must survive the round trip too
+    first = PackedTrainer(data, spec, order_seed=ORDER_SEED)
+    member = first.add(_model(seed), optimizer_name=opt, lr=lr, weight_decay=wd, tag=1)
+    first.add(_model(9), optimizer_name="adamw", lr=1e-3, weight_decay=1e-2, tag=9)
+    first.run_epoch()
+    torch.save({"trainer": first.member_state(member)}, tmp_path / "ckpt.pt")
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)["trainer"]
+    assert (tmp_path / "ckpt.pt").stat().st_size < 3 * 4 * 600_000, "one member, not the pack"
+
+    uninterrupted = _single(data, spec, TRIALS[1])
+    uninterrupted.run_epoch(1)
+
+    second = PackedTrainer(data, spec, order_seed=ORDER_SEED)
+    second.add(_model(8), optimizer_name="adamw", lr=5e-4, weight_decay=1e-2, tag=8)
+    second.run_epoch()
+    resumed = second.add(
+        _model(0), optimizer_name=opt, lr=lr, weight_decay=wd, tag=1, resume=(saved, 1)
+    )
+    assert resumed.order_offset == 0 and resumed.lr == uninterrupted.optimizer.param_groups[0]["lr"]
+
+    single = _single(data, spec, TRIALS[1])
+    single.load_state_dict(saved)
+    for epoch in (2, 3):
+        expected = uninterrupted.run_epoch(epoch)
+        packed = dict(zip(second.members, second.run_epoch(), strict=True))[resumed]
+        alone = single.run_epoch(epoch)
+        assert packed.epoch == epoch
+        _assert_same_run(resumed.model, uninterrupted.model, f"pack, epoch {epoch}")
+        _assert_same_run(single.model, uninterrupted.model, f"single, epoch {epoch}")
+        assert packed.val_accuracy == alone.val_accuracy == expected.val_accuracy
+        for result in (packed, alone):
+            assert result.train_loss == pytest.approx(expected.train_loss, rel=1e-5)

@@ -5,6 +5,7 @@ Run:
     .venv/bin/python bench/trial_throughput.py                       # CPU: K = 2, 4, 8
     .venv/bin/python bench/trial_throughput.py --device cuda         # CUDA: K = 4, 16, 64
     .venv/bin/python bench/trial_throughput.py --train-size 2000 --repeats 5
+    .venv/bin/python bench/trial_throughput.py --execution fp32,bf16+channels_last
 
 Data: the JPEG export of CIFAR-10 (``--data``, default ../shared/data/cifar10-jpeg.tar.gz),
 decoded and cached by ``sweeper.train.data.load_dataset``; a seeded subset of
@@ -14,9 +15,15 @@ Each configuration trains one epoch (batch 32, AdamW lr 1e-3, wd 1e-2) and evalu
 validation subset; that is timed ``--repeats`` times and the median is reported:
 
 - (a) tutorial: torchvision ImageFolder + PIL transforms (ToTensor, Normalize), DataLoader
-  batch 32 with shuffling (2 loader workers, as the tutorial), torch.optim.AdamW;
+  batch 32 with shuffling (2 loader workers, as the tutorial), torch.optim.AdamW, the model
+  and each batch on ``--device`` (the tutorial's GPU variant);
 - (b) single: ``sweeper.train.loop.Trainer`` (device-resident uint8 data, FusedAdamW);
 - (c) packed K: ``sweeper.train.packed.PackedTrainer`` with K trials (K trial-epochs).
+
+(b) and (c) run once per ``--execution`` variant: ``+``-joined options of
+``sweeper.train.execution`` (``fp32`` | ``bf16``, ``channels_last``, ``cuda_graphs``). The
+default is ``fp32`` on the CPU and ``fp32,cuda_graphs,bf16+channels_last+cuda_graphs`` on
+CUDA, so one GPU run says which options help there.
 
 It prints the machine, versions, repeats, each median, trial-epochs per second, the ratio to
 (a) measured in the same run, and the projected trials per hour for a 10-epoch study on the
@@ -70,8 +77,10 @@ def median_seconds(run: Callable[[], None], repeats: int, device: torch.device) 
     return statistics.median(times)
 
 
-def tutorial_epoch(root: Path, train_size: int, val_size: int) -> Callable[[], None]:
-    """The tutorial's loop over a seeded subset of the ImageFolder tree (CPU, as it runs)."""
+def tutorial_epoch(
+    root: Path, train_size: int, val_size: int, device: torch.device
+) -> Callable[[], None]:
+    """The tutorial's loop over a seeded subset of the ImageFolder tree, on ``device``."""
     tf = transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
     )
@@ -82,13 +91,14 @@ def tutorial_epoch(root: Path, train_size: int, val_size: int) -> Callable[[], N
     test = Subset(test, torch.randperm(len(test), generator=g)[:val_size].tolist())
     train_loader = DataLoader(train, batch_size=32, shuffle=True, num_workers=2)
     test_loader = DataLoader(test, batch_size=32, shuffle=False, num_workers=2)
-    model = SimpleCNN()
+    model = SimpleCNN().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD)
     criterion = torch.nn.CrossEntropyLoss()
 
     def epoch() -> None:
         model.train()
         for inputs, labels in train_loader:
+            inputs, labels = inputs.to(device), labels.to(device)
             optimizer.zero_grad()
             loss = criterion(model(inputs), labels)
             loss.backward()
@@ -97,6 +107,7 @@ def tutorial_epoch(root: Path, train_size: int, val_size: int) -> Callable[[], N
         correct = 0
         with torch.no_grad():
             for inputs, labels in test_loader:
+                inputs, labels = inputs.to(device), labels.to(device)
                 correct += int((model(inputs).argmax(1) == labels).sum())
 
     return epoch
@@ -146,6 +157,20 @@ def stacking_step_ms(k: int, device: torch.device, repeats: int) -> tuple[float,
     return grouped * 1e3, mapped * 1e3
 
 
+def execution_spec(variant: str) -> TrainingSpec:
+    """A 10-epoch training spec with ``variant``'s execution options (see the docstring)."""
+    options = set(variant.split("+"))
+    unknown = options - {"fp32", "bf16", "channels_last", "cuda_graphs"}
+    if unknown or {"fp32", "bf16"} <= options:
+        raise SystemExit(f"bad --execution variant {variant!r}")
+    return TrainingSpec(
+        epochs=STUDY_EPOCHS,
+        precision="bf16" if "bf16" in options else "fp32",
+        channels_last="channels_last" in options,
+        cuda_graphs="cuda_graphs" in options,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -154,13 +179,16 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--packs", default=None, help="comma-separated K (default by device)")
+    parser.add_argument(
+        "--execution", default=None, help="comma-separated variants (default by device)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
-    packs = (
-        [int(k) for k in args.packs.split(",")]
-        if args.packs
-        else ([4, 16, 64] if device.type == "cuda" else [2, 4, 8])
-    )
+    cuda = device.type == "cuda"
+    default_packs = "4,16,64" if cuda else "2,4,8"
+    packs = [int(k) for k in (args.packs or default_packs).split(",")]
+    default_variants = "fp32,cuda_graphs,bf16+channels_last+cuda_graphs" if cuda else "fp32"
+    variants = (args.execution or default_variants).split(",")
 
     print(
         f"machine: {platform.node()} | {platform.processor() or platform.machine()} | "
@@ -178,16 +206,14 @@ def main() -> None:
 
     subset = DataSpec(train_size=args.train_size, val_size=args.val_size)
     data = load_dataset(subset, args.data).to(device)
-    spec = TrainingSpec(epochs=STUDY_EPOCHS)
+    root = _unpack(Path(args.data))
     configs: list[tuple[str, int, Callable[[], None]]] = [
-        (
-            "(a) tutorial loop",
-            1,
-            tutorial_epoch(_unpack(Path(args.data)), args.train_size, args.val_size),
-        ),
-        ("(b) single Trainer", 1, single_epoch(data, spec)),
+        ("(a) tutorial loop", 1, tutorial_epoch(root, args.train_size, args.val_size, device))
     ]
-    configs += [(f"(c) packed K={k}", k, packed_epoch(data, spec, k)) for k in packs]
+    for variant in variants:
+        spec = execution_spec(variant)
+        configs.append((f"(b) single [{variant}]", 1, single_epoch(data, spec)))
+        configs += [(f"(c) K={k} [{variant}]", k, packed_epoch(data, spec, k)) for k in packs]
 
     scale = FULL_TRAIN / args.train_size  # epoch time ~ images (validation is the smaller part)
     rows = []
@@ -198,12 +224,12 @@ def main() -> None:
     base = rows[0][3]
     print()
     print(
-        f"{'configuration':<22}{'median s/epoch':>15}{'trial-epochs/s':>16}{'vs (a)':>9}"
+        f"{'configuration':<44}{'median s/epoch':>15}{'trial-epochs/s':>16}{'vs (a)':>9}"
         f"{'trials/h (10 ep, full set)':>29}"
     )
     for name, _k, seconds, rate in rows:
         per_hour = 3600 * rate / (STUDY_EPOCHS * scale)
-        print(f"{name:<22}{seconds:>15.2f}{rate:>16.3f}{rate / base:>8.2f}x{per_hour:>29.1f}")
+        print(f"{name:<44}{seconds:>15.2f}{rate:>16.3f}{rate / base:>8.2f}x{per_hour:>29.1f}")
 
     print("\none training step (forward+backward, batch 32), median ms: grouped vs vmap")
     for k in packs:

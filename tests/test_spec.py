@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,11 @@ BAD_SPECS = [
     ),
     ('[study]\nname = "x"\n[training]\nschedule = "linear"\n', "[training] schedule must be one"),
     ('[study]\nname = "x"\n[training]\npack = 0\n', "[training] pack must be >= 1 (got 0)"),
+    ('[study]\nname = "x"\n[training]\nprecision = "fp16"\n', "[training] precision must be one"),
+    (
+        '[study]\nname = "x"\n[training]\ncuda_graphs = "yes"\n',
+        "[training] cuda_graphs must be true",
+    ),
     ('[study]\nname = "x"\n[data]\ntrain_size = -5\n', "[data] train_size must be >= 1"),
     ('[study]\nname = "x"\n[model]\nwidth = 2\n', "model is not a known table"),
     ('[study\nname = "x"\n', "not valid TOML"),
@@ -109,3 +115,20 @@ def test_missing_spec_file(tmp_path: Path) -> None:
     result = sweeper("run", str(tmp_path / "nope.toml"))
     assert result.returncode == 2
     assert "nope.toml: no such spec file" in one_line_error(result)
+
+
+def test_execution_options_parse_and_round_trip() -> None:
+    text = '[study]\nname = "x"\n[training]\nprecision = "bf16"\nchannels_last = true\n'
+    spec = parse_spec(tomllib.loads(text + "cuda_graphs = true\n"), "inline")
+    assert (spec.training.precision, spec.training.channels_last, spec.training.cuda_graphs) == (
+        "bf16",
+        True,
+        True,
+    )
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+    defaults = parse_spec(tomllib.loads('[study]\nname = "x"\n'), "inline").training
+    assert (defaults.precision, defaults.channels_last, defaults.cuda_graphs) == (
+        "fp32",
+        False,
+        False,
+    )

@@ -5,8 +5,9 @@ Contract:
 - ``Execution.of(spec, device)`` resolves the spec's ``precision``, ``channels_last`` and
   ``cuda_graphs`` for one device. ``precision = "bf16"`` runs forward passes and losses under
   bf16 autocast (on any device; parameters, gradients and optimizer state stay float32).
-  ``channels_last`` hands convolutions NHWC inputs. ``cuda_graphs`` applies on CUDA only and
-  is ignored elsewhere. ``describe()`` names the result, for provenance.
+  ``channels_last`` hands convolutions NHWC inputs. ``cuda_graphs`` applies on CUDA only, and
+  ``with_optimizer`` drops it for an optimizer whose step cannot be captured (ATen's fused
+  kernels). ``describe()`` names the result, for provenance.
 - ``StepLoop(step, batch_size=B, cuda_graph=...)`` runs an epoch: ``step(index)`` for every
   minibatch of the epoch's order, where ``step`` does the whole training step (gather,
   forward, loss, zero_grad, backward, optimizer step) and returns the minibatch's loss, a
@@ -16,8 +17,8 @@ Contract:
   ``reset()`` run eagerly on a side stream (they are real training steps: CUDA graphs need
   a warmed-up allocator and autograd), the next full batch is captured as one graph, and it
   and every later full batch are then one index copy and one replay. A final partial batch
-  runs eagerly. Replays run the captured kernels on the same buffers, so the trajectory is
-  the eager one's.
+  runs eagerly. Replays run the captured kernels on the same buffers: the trajectory is
+  the eager one's to float rounding (libraries may choose other algorithms under capture).
 - The captured graph reads fixed addresses: call ``reset()`` whenever anything ``step``
   touches is reallocated (the optimizer rebuilt, packed members added or removed). Values
   the step reads from host memory are frozen at capture: upload a changed lr before the
@@ -27,12 +28,15 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
+from sweeper.optim import FusedAdamW
 from sweeper.spec import TrainingSpec
+from sweeper.train.optimizers import graph_capturable
 
 # Eager steps before a capture. PyTorch's CUDA-graph notes warm up whole-network captures
 # with a few iterations on a side stream; 3 is what their examples use.
@@ -56,6 +60,12 @@ class Execution:
             channels_last=spec.channels_last,
             cuda_graphs=spec.cuda_graphs and device.type == "cuda",
         )
+
+    def with_optimizer(self, optimizer: FusedAdamW) -> Execution:
+        """These options, minus CUDA graphs when ``optimizer.step()`` cannot be captured."""
+        if self.cuda_graphs and not graph_capturable(optimizer):
+            return dataclasses.replace(self, cuda_graphs=False)
+        return self
 
     def describe(self) -> str:
         """E.g. ``"bf16+channels_last+cuda_graph"``; ``"fp32"`` when nothing is on."""
@@ -90,6 +100,7 @@ class StepLoop:
         self.step = step
         self.batch_size = batch_size
         self.cuda_graph = cuda_graph
+        self.captures = 0  # graphs captured so far (one per reset that reached a replay)
         self.reset()
 
     def reset(self) -> None:
@@ -98,11 +109,6 @@ class StepLoop:
         self._index: torch.Tensor | None = None
         self._total: torch.Tensor | None = None
         self._warm_steps = 0
-
-    @property
-    def captured(self) -> bool:
-        """True once a graph has been captured (and not reset since)."""
-        return self._graph is not None
 
     def run(self, order: torch.Tensor) -> torch.Tensor:
         """One epoch over ``order`` in minibatches; the mean of the steps' losses."""
@@ -149,3 +155,4 @@ class StepLoop:
         with torch.cuda.graph(graph):
             self._total += self.step(self._index).detach().float()
         self._graph = graph
+        self.captures += 1

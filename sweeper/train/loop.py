@@ -16,7 +16,6 @@ Contract:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from torch import nn
 from sweeper.spec import TrainingSpec
 from sweeper.train.data import Dataset, normalise
 from sweeper.train.execution import Execution, StepLoop
-from sweeper.train.optimizers import graph_capturable, make_optimizer
+from sweeper.train.optimizers import make_optimizer
 
 
 class NonFiniteLoss(RuntimeError):
@@ -94,9 +93,7 @@ class Trainer:
         self.optimizer = make_optimizer(optimizer_name, model.parameters(), lr, weight_decay)
         self.scheduler = make_scheduler(self.optimizer, spec)
         self.loss_fn = nn.CrossEntropyLoss()
-        self.execution = Execution.of(spec, self.device)
-        if not graph_capturable(self.optimizer):
-            self.execution = dataclasses.replace(self.execution, cuda_graphs=False)
+        self.execution = Execution.of(spec, self.device).with_optimizer(self.optimizer)
         self.steps = StepLoop(
             self._step, batch_size=spec.batch_size, cuda_graph=self.execution.cuda_graphs
         )

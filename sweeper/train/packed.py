@@ -36,7 +36,6 @@ Contract:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -53,7 +52,7 @@ from sweeper.train.data import Dataset, normalise
 from sweeper.train.execution import Execution, StepLoop
 from sweeper.train.loop import EpochResult, epoch_order, make_scheduler
 from sweeper.train.model import N_CLASSES, SimpleCNN
-from sweeper.train.optimizers import BETAS, EPS, graph_capturable
+from sweeper.train.optimizers import BETAS, EPS
 
 
 class _Schedule:
@@ -216,8 +215,7 @@ class PackedTrainer:
         ]
         optimizer = FusedAdamW(groups, betas=BETAS, eps=EPS)
         self.steps.reset()  # new buffers: a captured step would read the old ones
-        if not graph_capturable(optimizer):
-            self.execution = dataclasses.replace(self.execution, cuda_graphs=False)
+        self.execution = self.execution.with_optimizer(optimizer)
         self.steps.cuda_graph = self.execution.cuda_graphs
         saved = optimizer.state_dict()
         # State dicts number parameters across groups in order, as ``params`` lists them.

@@ -158,14 +158,10 @@ class PackedWorker(Worker):
         torch.manual_seed(seed)  # the same initial weights as a single-trial run
         model = SimpleCNN().to(self.device)
         resume = None
-        checkpoint = self.checkpoints.load(self.study.study_name, slot.original)
-        if checkpoint is not None and slot.original != trial.number:
-            slot.history = list(checkpoint["history"])
-            resume = (checkpoint["trainer"], len(slot.history))
-            for epoch, accuracy in enumerate(slot.history, start=1):
-                trial.report(accuracy, epoch)
-            trial.set_user_attr("resumed_from_epoch", len(slot.history))
-            self.progress.say(f"trial {trial.number:>3} | resumed after epoch {len(slot.history)}")
+        resumed = self._resume(trial, slot.original)
+        if resumed is not None:
+            state, slot.history = resumed
+            resume = (state, len(slot.history))
         slot.member = pack.add(
             model,
             optimizer_name=optimizer_name,

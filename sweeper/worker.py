@@ -296,14 +296,10 @@ class Worker:
             ),
         }
         history: list[float] = []
-        checkpoint = self.checkpoints.load(self.study.study_name, original)
-        if checkpoint is not None and original != trial.number:
-            trainer.load_state_dict(checkpoint["trainer"])
-            history = list(checkpoint["history"])
-            attrs["resumed_from_epoch"] = len(history)
-            for epoch, accuracy in enumerate(history, start=1):
-                trial.report(accuracy, epoch)
-            self.progress.say(f"trial {trial.number:>3} | resumed after epoch {len(history)}")
+        resumed = self._resume(trial, original)
+        if resumed is not None:
+            state, history = resumed
+            trainer.load_state_dict(state)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         for epoch in range(len(history) + 1, spec.epochs + 1):
@@ -322,6 +318,22 @@ class Worker:
             if epoch < spec.epochs and trial.should_prune():
                 return TrialState.PRUNED, history[-1]
         return TrialState.COMPLETE, history[-1]
+
+    def _resume(
+        self, trial: optuna.Trial, original: int
+    ) -> tuple[dict[str, Any], list[float]] | None:
+        """The trainer state and accuracy history a retry continues from, if its original
+        left a checkpoint; the history is re-reported to the retry, which records
+        ``resumed_from_epoch``."""
+        checkpoint = self.checkpoints.load(self.study.study_name, original)
+        if checkpoint is None or original == trial.number:
+            return None
+        history = list(checkpoint["history"])
+        for epoch, accuracy in enumerate(history, start=1):
+            trial.report(accuracy, epoch)
+        trial.set_user_attr("resumed_from_epoch", len(history))
+        self.progress.say(f"trial {trial.number:>3} | resumed after epoch {len(history)}")
+        return checkpoint["trainer"], history
 
     def _fail(self, trial: optuna.Trial, reason: str) -> TrialState:
         trial.set_user_attr(FAIL_REASON_ATTR, reason)

@@ -325,8 +325,10 @@ class Worker:
         """The trainer state and accuracy history a retry continues from, if its original
         left a checkpoint; the history is re-reported to the retry, which records
         ``resumed_from_epoch``."""
+        if original == trial.number:
+            return None  # a first run: no checkpoint to look for
         checkpoint = self.checkpoints.load(self.study.study_name, original)
-        if checkpoint is None or original == trial.number:
+        if checkpoint is None:
             return None
         history = list(checkpoint["history"])
         for epoch, accuracy in enumerate(history, start=1):

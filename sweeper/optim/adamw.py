@@ -34,7 +34,8 @@ What it promises:
   host synchronisation: per-group hyperparameters live in a small device table, re-uploaded
   (asynchronously) only when a group's values changed, e.g. by an LR scheduler; the step
   count lives on the device. After one eager warm-up step, ``step()`` can be captured in a
-  CUDA graph; between replays, call ``sync_hyperparameters()`` after changing a group's lr.
+  CUDA graph (``capturable`` says whether this instance can); between replays, call
+  ``sync_hyperparameters()`` after changing a group's lr.
 - **State.** ``state_dict()`` has torch.optim.AdamW's layout (per parameter ``step``,
   ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` with AMSGrad; the tensors are live views, as
   torch returns live tensors), and ``load_state_dict()`` accepts this class's state dicts and
@@ -188,6 +189,13 @@ class FusedAdamW(Optimizer):
         return IMPLEMENTATION_TRITON_INTERPRETER if self._interpret else IMPLEMENTATION_TRITON
 
     @property
+    def capturable(self) -> bool:
+        """Whether ``step()`` can be captured in a CUDA graph: only the compiled Triton kernel
+        on CUDA can (ATen's fused kernels take lr from the host on every call; the
+        interpreter runs on the host)."""
+        return self._device.type == "cuda" and self._impl == "triton" and not self._interpret
+
+    @property
     def impl(self) -> str:
         """The resolved ``impl``: ``"triton"`` or ``"torch"``."""
         return self._impl
@@ -222,8 +230,10 @@ class FusedAdamW(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         capturing = self._device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-        if capturing and self._impl != "triton":
-            raise RuntimeError("capturing FusedAdamW.step in a CUDA graph needs impl='triton'")
+        if capturing and not self.capturable:
+            raise RuntimeError(
+                "capturing FusedAdamW.step in a CUDA graph needs impl='triton', compiled"
+            )
         self._sync_groups(capturing)
         active = self._collect_active()
         if not any(active):

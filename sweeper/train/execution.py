@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from sweeper.optim import FusedAdamW
 from sweeper.spec import TrainingSpec
-from sweeper.train.optimizers import graph_capturable
 
 # Eager steps before a capture. PyTorch's CUDA-graph notes warm up whole-network captures
 # with a few iterations on a side stream; 3 is what their examples use.
@@ -63,7 +63,7 @@ class Execution:
 
     def with_optimizer(self, optimizer: FusedAdamW) -> Execution:
         """These options, minus CUDA graphs when ``optimizer.step()`` cannot be captured."""
-        if self.cuda_graphs and not graph_capturable(optimizer):
+        if self.cuda_graphs and not optimizer.capturable:
             return dataclasses.replace(self, cuda_graphs=False)
         return self
 
@@ -82,15 +82,12 @@ class Execution:
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
-    @contextlib.contextmanager
-    def autocast(self, device: torch.device) -> Iterator[None]:
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast around a forward pass and its loss, when ``bf16`` is on."""
         if not self.bf16:
-            yield
-            return
+            return contextlib.nullcontext()
         # No cast cache: a cached cast made during capture would be a stale copy in replays.
-        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
-            yield
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 class StepLoop:

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 import torch
 
 from sweeper.optim import FusedAdamW
-from sweeper.optim.adamw import IMPLEMENTATION_TRITON
 
 BETAS = (0.9, 0.999)  # torch's and the tutorial's defaults
 EPS = 1e-8  # torch's default
@@ -27,12 +26,6 @@ def make_optimizer(
     Build it after the model is on its device: it moves the parameters into flat buffers.
     """
     return FusedAdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=weight_decay, mode=name)
-
-
-def graph_capturable(optimizer: FusedAdamW) -> bool:
-    """Whether ``optimizer.step()`` can be captured in a CUDA graph: only the compiled Triton
-    kernel can (ATen's fused kernels take their lr from the host on every call)."""
-    return optimizer.implementation == IMPLEMENTATION_TRITON
 
 
 def implementation_name(optimizer: torch.optim.Optimizer) -> str:

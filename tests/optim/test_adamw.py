@@ -24,6 +24,7 @@ from torch import nn
 
 from sweeper.optim import FusedAdamW
 from sweeper.optim import adamw as adamw_module
+from sweeper.optim import kernel as kernel_module
 from sweeper.train.model import SimpleCNN
 
 HAS_CUDA = torch.cuda.is_available()
@@ -240,6 +241,15 @@ def test_implementation_names_what_runs(monkeypatch: pytest.MonkeyPatch) -> None
         ("triton", False),
         ("triton", True),
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_the_compiled_kernel_is_capturable(backend: tuple[str, str]) -> None:
+    """``capturable``: CUDA graphs can hold the compiled Triton kernel, nothing else."""
+    impl, device = backend
+    optimizer = FusedAdamW(make_params([(3,)], device), impl=impl)
+    compiled = backend == ("triton", "cuda") and not kernel_module.interpret_by_default()
+    assert optimizer.capturable == compiled
 
 
 # -- zero_grad and parameters without gradients -------------------------------------------

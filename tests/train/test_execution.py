@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sweeper.optim import FusedAdamW
 from sweeper.spec import DataSpec, TrainingSpec
 from sweeper.train.data import Dataset, load_dataset
 from sweeper.train.execution import WARMUP_STEPS, Execution, StepLoop
@@ -55,6 +56,9 @@ def test_options_resolve_per_device() -> None:
         .is_contiguous(memory_format=torch.channels_last)
     )
     assert Execution().inputs(images) is images
+    # An optimizer whose step cannot be captured (ATen's kernel here) turns graphs off.
+    optimizer = FusedAdamW([torch.nn.Parameter(torch.zeros(3))])
+    assert not Execution(cuda_graphs=True).with_optimizer(optimizer).cuda_graphs
 
 
 def test_the_step_loop_averages_every_minibatch_including_the_last_partial_one() -> None:

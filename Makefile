@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # torchvision downloads the official batches into the per-user cache.
 DATA   ?= $(or $(SWEEPER_DATA),$(wildcard ../shared/data/cifar10-jpeg.tar.gz))
 
-.PHONY: install demo test lint typecheck pytest browser clean
+.PHONY: install demo test lint typecheck pytest browser clean gpu-check
 
 $(BIN)/sweeper: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ pytest: install browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The whole GPU check (tests, optimizer step, throughput, a full epoch) as one command; it
+# needs only torch with CUDA, triton, torchvision, numpy and pytest (no venv, no database),
+# and reads CIFAR-10 from .data/ inside the checkout, copied here from ../shared when present.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	@if [ ! -f .data/cifar10-jpeg.tar.gz ] && [ -f ../shared/data/cifar10-jpeg.tar.gz ]; then \
+		mkdir -p .data && cp ../shared/data/cifar10-jpeg.tar.gz .data/; fi
+	@PYTHONPATH=. $(GPU_PYTHON) bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

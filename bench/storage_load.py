@@ -37,7 +37,8 @@ import sqlalchemy
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.spec import StudySpec, parse_spec
 from sweeper.storage import open_storage
-from sweeper.study import best_trial_row, claim_trial, create_or_load, load_study, stored_spec
+from sweeper.study import Budget, best_trial_row, create_or_load, load_study, stored_spec
+from sweeper.work.requeue import reap
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -52,8 +53,10 @@ def _worker(url: str, name: str, index: int, out: Any, go: Any) -> None:
     """One worker: connect, wait for the start signal, run trials until the budget is met."""
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(open_storage(url), name, seed_offset=index)
+    storage = open_storage(url)
+    study = load_study(storage, name, seed_offset=index)
     spec = stored_spec(study)
+    budget = Budget(study, storage, spec.budget)
     latencies = []
     # Joining a big study costs one read of its history (Optuna's cache fills once per
     # process); measure it apart from the steady state.
@@ -63,8 +66,8 @@ def _worker(url: str, name: str, index: int, out: Any, go: Any) -> None:
     go.wait()  # connection set-up and imports stay out of the measured wall time
     while True:
         started = time.perf_counter()
-        optuna.storages.fail_stale_trials(study)
-        trial = claim_trial(study, spec.budget)
+        reap(study, storage, spec.storage.grace_period, spec.storage.max_retry)
+        trial = budget.claim()
         if trial is None:
             break
         lr = trial.suggest_float("lr", spec.space.lr.low, spec.space.lr.high, log=True)

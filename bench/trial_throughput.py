@@ -17,8 +17,9 @@ validation subset; that is timed ``--repeats`` times and the median is reported:
 - (a) tutorial: torchvision ImageFolder + PIL transforms (ToTensor, Normalize), DataLoader
   batch 32 with shuffling (2 loader workers, as the tutorial), torch.optim.AdamW, the model
   and each batch on ``--device`` (the tutorial's GPU variant);
-- (b) single: ``sweeper.train.loop.Trainer`` (device-resident uint8 data, FusedAdamW);
-- (c) packed K: ``sweeper.train.packed.PackedTrainer`` with K trials (K trial-epochs).
+- (b) single: ``sweeper.train.trainer.Trainer`` with one member (device-resident uint8
+  data, FusedAdamW, the tutorial's forward);
+- (c) packed K: the same ``Trainer`` with K members (K trial-epochs, the grouped forward).
 
 (b) and (c) run once per ``--execution`` variant: ``+``-joined options of
 ``sweeper.train.execution`` (``fp32`` | ``bf16``, ``channels_last``, ``cuda_graphs``). The
@@ -35,6 +36,7 @@ batched matmuls, which the pack uses, vs ``torch.func.vmap``).
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
@@ -50,9 +52,9 @@ from torchvision import transforms
 
 from sweeper.spec import DataSpec, TrainingSpec
 from sweeper.train.data import Dataset, _unpack, load_dataset
-from sweeper.train.loop import Trainer
+from sweeper.train.grouped import grouped_forward
 from sweeper.train.model import SimpleCNN
-from sweeper.train.packed import PackedTrainer, grouped_forward
+from sweeper.train.trainer import Trainer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 FULL_TRAIN, FULL_VAL, STUDY_EPOCHS = 50_000, 10_000, 10
@@ -114,14 +116,12 @@ def tutorial_epoch(
 
 
 def single_epoch(data: Dataset, spec: TrainingSpec) -> Callable[[], None]:
-    model = SimpleCNN().to(data.train_x.device)
-    trainer = Trainer(model, data, spec, optimizer_name="adamw", lr=LR, weight_decay=WD, seed=0)
-    counter = iter(range(1, 1_000_000))
-    return lambda: trainer.run_epoch(next(counter)) and None
+    """One trial: a trainer with one member (the worker's ``--pack 1``)."""
+    return packed_epoch(data, spec, 1)
 
 
 def packed_epoch(data: Dataset, spec: TrainingSpec, k: int) -> Callable[[], None]:
-    pack = PackedTrainer(data, spec, order_seed=0)
+    pack = Trainer(data, spec, order_seed=0)
     for i in range(k):
         torch.manual_seed(i)
         # Spread lr a little so that the members are different trials, as in a sweep.
@@ -131,7 +131,6 @@ def packed_epoch(data: Dataset, spec: TrainingSpec, k: int) -> Callable[[], None
             optimizer_name="adamw",
             lr=lr,
             weight_decay=WD,
-            tag=i,
         )
     return lambda: pack.run_epoch() and None
 
@@ -182,6 +181,10 @@ def main() -> None:
     parser.add_argument(
         "--execution", default=None, help="comma-separated variants (default by device)"
     )
+    parser.add_argument("--json", default=None, help="also write every measured row here")
+    parser.add_argument(
+        "--no-stacking", action="store_true", help="skip the grouped-vs-vmap step timing"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -227,10 +230,32 @@ def main() -> None:
         f"{'configuration':<44}{'median s/epoch':>15}{'trial-epochs/s':>16}{'vs (a)':>9}"
         f"{'trials/h (10 ep, full set)':>29}"
     )
-    for name, _k, seconds, rate in rows:
+    table = []
+    for name, k, seconds, rate in rows:
         per_hour = 3600 * rate / (STUDY_EPOCHS * scale)
         print(f"{name:<44}{seconds:>15.2f}{rate:>16.3f}{rate / base:>8.2f}x{per_hour:>29.1f}")
-
+        table.append(
+            {
+                "configuration": name,
+                "trials": k,
+                "median_s_per_epoch": seconds,
+                "trial_epochs_per_s": rate,
+                "vs_tutorial": rate / base,
+                "trials_per_hour_10_epochs_full_set": per_hour,
+            }
+        )
+    if args.json:
+        facts = {
+            "device": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+            "torch": torch.__version__,
+            "train_size": args.train_size,
+            "val_size": args.val_size,
+            "repeats": args.repeats,
+            "scaled_to_full_set_by": scale,
+        }
+        Path(args.json).write_text(json.dumps({"facts": facts, "rows": table}, indent=2))
+    if args.no_stacking:
+        return
     print("\none training step (forward+backward, batch 32), median ms: grouped vs vmap")
     for k in packs:
         grouped, mapped = stacking_step_ms(k, device, max(args.repeats, 5))

@@ -107,13 +107,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers > 1 or args.gpus:
         return _launch(args, spec, storage.url)
     study = load_study(storage, spec.name)
-    return _work(args, study)
+    return _work(args, storage, study)
 
 
 def _launch(args: argparse.Namespace, spec: Any, storage_url: str) -> int:
     """Supervise ``--workers`` worker processes (one per GPU with ``--gpus``)."""
-    from sweeper.launch import Launcher, parse_gpus
     from sweeper.train.data import load_dataset
+    from sweeper.work.launch import Launcher, parse_gpus
 
     if args.max_trials is not None:
         raise UsageError("--max-trials applies to one worker; with --workers set [study] n_trials")
@@ -132,62 +132,65 @@ def _launch(args: argparse.Namespace, spec: Any, storage_url: str) -> int:
     )
     code = Launcher(spec.name, storage_url, n_workers, gpus, extra).run()
     if code == 0:
-        from sweeper.study import load_study
-        from sweeper.worker import describe_study
+        from sweeper.study import describe_study, load_study
 
         print(describe_study(load_study(open_storage_for(args), spec.name)), file=sys.stderr)
     return code
 
 
 def _study_with_its_settings(args: argparse.Namespace, announce: bool = False) -> Any:
-    """Load ``--study`` through a storage opened with the study's own heartbeat settings."""
+    """``(storage, study)``: ``--study`` through a storage opened with the study's own
+    heartbeat settings."""
     from sweeper.study import load_study, stored_spec
 
     spec = stored_spec(load_study(open_storage_for(args), args.study))
     storage = open_storage_for(args, spec.storage, announce=announce)
     # Workers draw from differently seeded samplers; a launched worker's offset is its index.
     offset = int(os.environ.get("SWEEPER_WORKER_INDEX", os.getpid()))
-    return load_study(storage, args.study, seed_offset=offset)
+    return storage, load_study(storage, args.study, seed_offset=offset)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Join an existing study and run its trials until the budget is met."""
-    return _work(args, _study_with_its_settings(args, announce=True))
+    return _work(args, *_study_with_its_settings(args, announce=True))
 
 
 def cmd_reap(args: argparse.Namespace) -> int:
-    """Fail trials whose heartbeat went silent; Optuna re-queues them with the same params."""
-    import optuna
+    """Fail trials whose heartbeat went silent and re-queue them with the same parameters."""
     from optuna.trial import TrialState
 
-    study = _study_with_its_settings(args)
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    reaped = sorted(before - after)
+    from sweeper.study import stored_spec
+    from sweeper.work.requeue import reap
+
+    storage, study = _study_with_its_settings(args)
+    settings = stored_spec(study).storage
+    reaped = reap(study, storage, settings.grace_period, settings.max_retry)
     waiting = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
-    print(f"failed {len(reaped)} stale trials {reaped}; {len(waiting)} trials wait for a worker")
+    numbers = [number for number, _ in reaped]
+    print(f"failed {len(reaped)} stale trials {numbers}; {len(waiting)} trials wait for a worker")
     return 0
 
 
-def _work(args: argparse.Namespace, study: Any) -> int:
+def _work(args: argparse.Namespace, storage: Any, study: Any) -> int:
     from pathlib import Path
 
-    from sweeper.checkpoints import CheckpointStore
-    from sweeper.packed_worker import PackedWorker
-    from sweeper.study import stored_spec
-    from sweeper.worker import Progress, Worker, describe_study
+    from sweeper.study import describe_study, stored_spec
+    from sweeper.work.checkpoints import CheckpointStore
+    from sweeper.work.progress import Progress
+    from sweeper.work.worker import Worker
 
     checkpoints = CheckpointStore(Path(args.checkpoint_dir)) if args.checkpoint_dir else None
-    options: dict[str, Any] = {
-        "data_override": args.data,
-        "device": args.device,
-        "checkpoints": checkpoints,
-    }
     pack = args.pack if args.pack is not None else stored_spec(study).training.pack
-    worker = PackedWorker(study, pack=pack, **options) if pack > 1 else Worker(study, **options)
+    worker = Worker(
+        study,
+        storage,
+        slots=pack,
+        data_override=args.data,
+        device=args.device,
+        checkpoints=checkpoints,
+    )
     progress = Progress()
-    budget = worker.budget
+    budget = worker.budget.limit
     progress.say(
         f"study '{study.study_name}': budget {budget if budget is not None else 'unlimited'}"
         f" trials, {worker.spec.training.epochs} epochs each, on {worker.device}"

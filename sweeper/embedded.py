@@ -39,7 +39,7 @@ DATABASE = "sweeper"
 SUPERUSER = "postgres"
 # The system user PostgreSQL runs as when we are root (postgres will not run as root).
 SYSTEM_USER = "embedded_postgres"
-# Workers hold a small pool each; 200 leaves room for 16 workers x (pool 4 + overflow 4)
+# Workers hold a small pool each; 200 leaves room for 50 workers x (pool 2 + overflow 2)
 # plus dashboards and tests.
 MAX_CONNECTIONS = 200
 START_TIMEOUT_S = 60

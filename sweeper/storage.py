@@ -10,8 +10,9 @@ Promises:
   write instead.
 - Every message and log line shows URLs through ``redact``: a password never leaves here.
 - Engines use ``pool_pre_ping`` (a worker survives a PostgreSQL restart) and a small bounded
-  pool; heartbeats are on, and a trial whose worker died is re-queued with the same
-  parameters by ``RetryHeartbeatStaleTrialCallback``.
+  pool; heartbeats are on with the spec's interval and grace period. Optuna's own stale-trial
+  callback is not installed: workers reap silent trials and re-queue them themselves
+  (``sweeper.work.requeue``), which also catches trials that never sent a heartbeat.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def _scrub(message: str, url: str) -> str:
 def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.storages.RDBStorage:
     """Resolve, validate and connect; return the RDBStorage all of sweeper works through.
 
-    ``options`` (a study spec's ``[storage]`` table) sets the heartbeat interval, the grace
-    period and how often a trial whose worker died is re-queued.
+    ``options`` (a study spec's ``[storage]`` table) sets the heartbeat interval and the
+    grace period.
     """
     resolved = resolve_url(url)
     opts = options or StorageSpec()
@@ -115,9 +116,6 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
             },
             heartbeat_interval=opts.heartbeat_interval,
             grace_period=opts.grace_period,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=opts.max_retry
-            ),
         )
     except sqlalchemy.exc.SQLAlchemyError as err:
         # RDBStorage connects at once (schema check): an unreachable server, a wrong

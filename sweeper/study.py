@@ -9,10 +9,12 @@ Contract:
   host.
 - ``load_study(storage, name)`` rebuilds the sampler and pruner from the stored spec, so a
   worker anywhere needs only the URL and the name.
-- ``claim_trial(study, budget)`` is the only way workers start trials: under a PostgreSQL
-  advisory lock it counts the trials that use up the budget and asks for a new one only
-  while fewer than ``budget`` exist. The budget is global to the study.
-- Queries (``best_trial_row``, ``trial_rows``, ``study_rows``) return plain dicts for the CLI.
+- ``Budget(study, storage, limit).claim()`` is the only way workers start trials: under a
+  PostgreSQL advisory lock it counts the trials that use up the budget and asks for a new
+  one only while fewer than ``limit`` exist; re-queued (WAITING) trials are always served.
+  The budget is global to the study.
+- Queries (``best_trial_row``, ``trial_rows``, ``study_rows``, ``describe_study``) return
+  plain dicts or lines for the CLI.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.errors import SweeperError, UsageError
 from sweeper.spec import StudySpec, grid_points, spec_from_dict, spec_to_dict
 from sweeper.storage import redact
+from sweeper.work import attrs
 
-SPEC_ATTR = "spec"
-FAIL_REASON_ATTR = "fail_reason"
+SPEC_ATTR = attrs.SPEC
+FAIL_REASON_ATTR = attrs.FAIL_REASON
 # Spec fields that may differ between the creator of a study and a later `sweeper run`.
 HOST_LOCAL_FIELDS = {("data", "path"), ("storage",), ("training", "pack")}
 
@@ -126,7 +129,7 @@ def create_or_load(storage: optuna.storages.BaseStorage, spec: StudySpec) -> opt
                 "choose another [study] name"
             )
         study.set_user_attr(SPEC_ATTR, wanted)
-        study.set_user_attr("metric", spec.metric)
+        study.set_user_attr(attrs.METRIC, spec.metric)
         return study
     differing = _differences(existing, wanted)
     if differing:
@@ -163,16 +166,18 @@ def load_study(
 # -- the global budget -----------------------------------------------------------------------
 
 # A trial uses up the budget when it ran or will run: finished, running, queued, or failed for
-# good (the worker recorded a reason). A trial failed because its worker died does not: its
-# re-queued copy does.
+# good (the worker recorded a reason). A trial failed through no fault of its own (its worker
+# died, was stopped, or lost the database) does not: it names the copy that runs in its place.
 _BUDGET_SQL = sqlalchemy.text(
     """
     SELECT count(*) FROM trials t
     WHERE t.study_id = :study_id
       AND (t.state IN ('COMPLETE', 'PRUNED', 'RUNNING', 'WAITING')
-           OR (t.state = 'FAIL' AND EXISTS (
-                 SELECT 1 FROM trial_user_attributes a
-                 WHERE a.trial_id = t.trial_id AND a.key = :reason)))
+           OR (t.state = 'FAIL'
+               AND EXISTS (SELECT 1 FROM trial_user_attributes a
+                           WHERE a.trial_id = t.trial_id AND a.key = :reason)
+               AND NOT EXISTS (SELECT 1 FROM trial_user_attributes a
+                               WHERE a.trial_id = t.trial_id AND a.key = :requeued)))
     """
 )
 
@@ -182,36 +187,50 @@ def _lock_key(study_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def engine_of(study: optuna.Study) -> sqlalchemy.Engine:
-    """The SQLAlchemy engine under ``study``'s RDB storage."""
-    storage = study._storage
-    storage = getattr(storage, "_backend", storage)  # unwrap Optuna's cache layer
-    engine = getattr(storage, "engine", None)
-    if engine is None:
-        raise SweeperError("sweeper needs a PostgreSQL (RDB) storage for its trial budget")
-    return engine
+class Budget:
+    """A study's global trial budget; ``claim()`` starts trials within it."""
 
+    def __init__(
+        self, study: optuna.Study, storage: optuna.storages.RDBStorage, limit: int | None
+    ) -> None:
+        """``storage`` is the RDB storage ``study`` lives in; ``limit`` None: unlimited."""
+        engine = getattr(storage, "engine", None)
+        if engine is None:
+            raise SweeperError("sweeper needs a PostgreSQL (RDB) storage for its trial budget")
+        self.study = study
+        self.limit = limit
+        self.engine: sqlalchemy.Engine = engine
+        self.study_id = storage.get_study_id_from_name(study.study_name)
 
-def claim_trial(study: optuna.Study, budget: int | None) -> optuna.Trial | None:
-    """Ask for the next trial unless the study's budget is used up (then None)."""
-    if budget is None:
-        return study.ask()
-    engine = engine_of(study)
-    study_id = study._study_id
-    with engine.connect() as conn, conn.begin():
-        # Serialises count-then-ask across every worker of this study; the lock ends with
-        # the transaction, after ask() has committed the new trial.
-        conn.execute(
-            sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(study.study_name)}
-        )
-        used = conn.execute(
-            _BUDGET_SQL, {"study_id": study_id, "reason": FAIL_REASON_ATTR}
-        ).scalar_one()
-        if used >= budget:
-            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            if not waiting:
-                return None
-        return study.ask()
+    def used(self) -> int:
+        """Trials that use up the budget now."""
+        with self.engine.connect() as conn:
+            return int(self._count(conn))
+
+    def _count(self, conn: sqlalchemy.Connection) -> int:
+        params = {
+            "study_id": self.study_id,
+            "reason": attrs.FAIL_REASON,
+            "requeued": attrs.REQUEUED_AS,
+        }
+        return int(conn.execute(_BUDGET_SQL, params).scalar_one())
+
+    def claim(self) -> optuna.Trial | None:
+        """Ask for the next trial unless the budget is used up (then None)."""
+        if self.limit is None:
+            return self.study.ask()
+        with self.engine.connect() as conn, conn.begin():
+            # Serialises count-then-ask across every worker of this study; the lock ends with
+            # the transaction, after ask() has committed the new trial.
+            conn.execute(
+                sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"),
+                {"k": _lock_key(self.study.study_name)},
+            )
+            if self._count(conn) >= self.limit:
+                waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if not waiting:
+                    return None
+            return self.study.ask()
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -231,11 +250,11 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
         "value": trial.value,
         "lr": trial.params.get("lr"),
         "weight_decay": trial.params.get("weight_decay"),
-        "optimizer": trial.params.get("optimizer", trial.user_attrs.get("optimizer")),
-        "seed": trial.user_attrs.get("seed"),
-        "epochs_run": trial.user_attrs.get("epochs_run", len(trial.intermediate_values)),
+        "optimizer": trial.params.get("optimizer", trial.user_attrs.get(attrs.OPTIMIZER)),
+        "seed": trial.user_attrs.get(attrs.SEED),
+        "epochs_run": trial.user_attrs.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)),
         "duration_s": _duration(trial),
-        "worker": trial.user_attrs.get("worker"),
+        "worker": trial.user_attrs.get(attrs.WORKER),
         "fail_reason": trial.user_attrs.get(FAIL_REASON_ATTR),
     }
 
@@ -255,7 +274,9 @@ def best_trial_row(study: optuna.Study) -> dict[str, Any]:
     row = trial_row(best)
     row["params"] = dict(best.params)
     row["provenance"] = {
-        k: v for k, v in best.user_attrs.items() if k not in ("seed", "epochs_run", "worker")
+        k: v
+        for k, v in best.user_attrs.items()
+        if k not in (attrs.SEED, attrs.EPOCHS_RUN, attrs.WORKER)
     }
     return row
 
@@ -296,3 +317,20 @@ def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def describe_study(study: optuna.Study) -> str:
+    """One line: how many trials ended how, and the best one."""
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    line = f"study '{study.study_name}': {sum(counts.values())} trials ({parts or 'none'})"
+    try:
+        best = study.best_trial
+    except ValueError:
+        return line
+    params = ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in best.params.items()
+    )
+    return line + f"; best trial {best.number}: val_acc {best.value:.2%} ({params})"

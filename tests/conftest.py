@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgtools import embedded_postgres, fresh_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """URL of a maintenance database on a running PostgreSQL server for this session."""
+    # Imported here: the CUDA tests run on GPU images without PostgreSQL's client libraries.
+    from pgtools import embedded_postgres
+
     given = os.environ.get("SWEEPER_TEST_STORAGE")
     if given:
         yield given
@@ -32,6 +34,8 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture
 def storage_url(pg_server: str) -> Iterator[str]:
     """A fresh empty database on the session's server, dropped after the test."""
+    from pgtools import fresh_database
+
     with fresh_database(pg_server) as url:
         yield url
 

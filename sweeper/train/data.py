@@ -29,7 +29,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
 import torch
 
 from sweeper.errors import SweeperError
@@ -80,7 +79,11 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 def cache_dir() -> Path:
     """Where decoded data sets and unpacked archives are kept."""
     configured = os.environ.get("SWEEPER_CACHE")
-    return Path(configured) if configured else Path(platformdirs.user_cache_dir("sweeper"))
+    if configured:
+        return Path(configured)
+    import platformdirs  # here, not at the top: a bare GPU image may lack it (make gpu-check)
+
+    return Path(platformdirs.user_cache_dir("sweeper"))
 
 
 def resolve_data_path(spec: DataSpec, override: str | None = None) -> Path:

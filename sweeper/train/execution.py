@@ -2,6 +2,7 @@
 
 Contract:
 
+- ``resolve_device(name)``: ``auto`` is CUDA when present, else the CPU.
 - ``Execution.of(spec, device)`` resolves the spec's ``precision``, ``channels_last`` and
   ``cuda_graphs`` for one device. ``precision = "bf16"`` runs forward passes and losses under
   bf16 autocast (on any device; parameters, gradients and optimizer state stay float32).
@@ -88,6 +89,13 @@ class Execution:
             return contextlib.nullcontext()
         # No cast cache: a cached cast made during capture would be a stale copy in replays.
         return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 class StepLoop:

@@ -10,37 +10,35 @@ may pick other algorithms under capture, so the runs are compared to float32 rou
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from sweeper.optim import FusedAdamW
-from sweeper.spec import DataSpec, TrainingSpec
-from sweeper.train.data import Dataset, load_dataset
+from sweeper.spec import TrainingSpec
+from sweeper.train.data import Dataset
 from sweeper.train.execution import WARMUP_STEPS, Execution, StepLoop
-from sweeper.train.loop import Trainer
 from sweeper.train.model import SimpleCNN
-from sweeper.train.packed import PackedTrainer
+from sweeper.train.trainer import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-@pytest.fixture(scope="module")
-def data(tiny_official: Path) -> Dataset:
-    return load_dataset(DataSpec(), str(tiny_official))
+def _trainer(data: Dataset, spec: TrainingSpec, seeds: tuple[int, ...] = (1,)) -> Trainer:
+    """A trainer with one member per init seed (adamw, lr 1e-3, wd 1e-2), batch order 3."""
+    trainer = Trainer(data, spec, order_seed=3)
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = SimpleCNN().to(data.train_x.device)
+        trainer.add(model, optimizer_name="adamw", lr=1e-3, weight_decay=1e-2)
+    return trainer
 
 
-def _trainer(data: Dataset, spec: TrainingSpec, seed: int = 1) -> Trainer:
-    torch.manual_seed(seed)
-    model = SimpleCNN().to(data.train_x.device)
-    return Trainer(model, data, spec, optimizer_name="adamw", lr=1e-3, weight_decay=1e-2, seed=3)
-
-
-def _max_abs(a: torch.nn.Module, b: torch.nn.Module) -> float:
+def _max_abs(a: Trainer, b: Trainer) -> float:
     return max(
-        (p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters(), strict=True)
+        (p - q).abs().max().item()
+        for m, n in zip(a.members, b.members, strict=True)
+        for p, q in zip(m.model.parameters(), n.model.parameters(), strict=True)
     )
 
 
@@ -79,33 +77,30 @@ def test_the_step_loop_averages_every_minibatch_including_the_last_partial_one()
 def test_channels_last_trains_the_same_run(data: Dataset) -> None:
     plain = _trainer(data, TrainingSpec())
     nhwc = _trainer(data, TrainingSpec(channels_last=True))
-    for epoch in (1, 2):
-        a, b = plain.run_epoch(epoch), nhwc.run_epoch(epoch)
+    for _ in (1, 2):
+        (a,), (b,) = plain.run_epoch(), nhwc.run_epoch()
         assert b.train_loss == pytest.approx(a.train_loss, rel=1e-5)
         assert b.val_accuracy == a.val_accuracy
     # Different convolution kernels round differently; the runs stay float32-close.
-    assert _max_abs(plain.model, nhwc.model) < 1e-4
+    assert _max_abs(plain, nhwc) < 1e-4
 
 
 def test_bf16_autocast_is_engaged_and_still_learns(data: Dataset) -> None:
     plain = _trainer(data, TrainingSpec())
     bf16 = _trainer(data, TrainingSpec(precision="bf16"))
     assert bf16.execution.describe() == "bf16"
-    results = [(plain.run_epoch(e), bf16.run_epoch(e)) for e in (1, 2, 3, 4)]
+    results = [(plain.run_epoch()[0], bf16.run_epoch()[0]) for _ in (1, 2, 3, 4)]
     losses = [(a.train_loss, b.train_loss) for a, b in results]
     # bf16 keeps 8 mantissa bits: every epoch's loss differs, yet the first (before the
     # runs drift apart) only by rounding, and both runs fit the task.
     assert all(a != b for a, b in losses), losses
     assert losses[0][1] == pytest.approx(losses[0][0], rel=0.01), losses
     assert results[-1][1].val_accuracy >= 0.8, "bf16 learns the learnable task too"
-    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    assert all(p.dtype == torch.float32 for p in bf16.members[0].model.parameters())
 
 
 def test_a_bf16_pack_learns(data: Dataset) -> None:
-    pack = PackedTrainer(data, TrainingSpec(precision="bf16"), order_seed=3)
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        pack.add(SimpleCNN(), optimizer_name="adamw", lr=1e-3, weight_decay=1e-2, tag=seed)
+    pack = _trainer(data, TrainingSpec(precision="bf16"), seeds=(1, 2))
     results = [pack.run_epoch() for _ in range(4)]
     assert min(r.val_accuracy for r in results[-1]) >= 0.8, results[-1]
 
@@ -120,45 +115,39 @@ def cuda_data(data: Dataset) -> Dataset:
 
 @pytest.mark.cuda
 @needs_cuda
+@pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_cuda_graph_replays_train_the_eager_run(cuda_data: Dataset, precision: str) -> None:
-    eager = _trainer(cuda_data, TrainingSpec(precision=precision, schedule="cosine"))
+def test_cuda_graph_replays_train_the_eager_run(cuda_data: Dataset, precision: str, k: int) -> None:
+    seeds = (1, 2, 3)[:k]
+    eager = _trainer(cuda_data, TrainingSpec(precision=precision, schedule="cosine"), seeds)
     graphed = _trainer(
-        cuda_data, TrainingSpec(precision=precision, schedule="cosine", cuda_graphs=True)
+        cuda_data, TrainingSpec(precision=precision, schedule="cosine", cuda_graphs=True), seeds
     )
-    assert graphed.execution.cuda_graphs, "FusedAdamW's Triton kernel is capturable"
     assert len(cuda_data.train_y) // 32 > WARMUP_STEPS + 1, "the epoch must reach replays"
     for epoch in (1, 2, 3):
-        a, b = eager.run_epoch(epoch), graphed.run_epoch(epoch)
+        for a, b in zip(eager.run_epoch(), graphed.run_epoch(), strict=True):
+            assert b.train_loss == pytest.approx(a.train_loss, rel=1e-5), epoch
+            assert b.val_accuracy == a.val_accuracy
+        assert graphed.execution.cuda_graphs, "FusedAdamW's Triton kernel is capturable"
         assert graphed.steps.captures == 1, "captured once, replayed every later full batch"
-        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-5), epoch
-        assert b.val_accuracy == a.val_accuracy
-    assert _max_abs(eager.model, graphed.model) < 1e-5
+    assert _max_abs(eager, graphed) < 1e-5
 
 
 @pytest.mark.cuda
 @needs_cuda
 def test_a_graphed_pack_recaptures_when_members_change(cuda_data: Dataset) -> None:
-    def pack(spec: TrainingSpec) -> PackedTrainer:
-        p = PackedTrainer(cuda_data, spec, order_seed=3)
-        for seed in (1, 2):
-            torch.manual_seed(seed)
-            model = SimpleCNN().to(CUDA)
-            p.add(model, optimizer_name="adamw", lr=1e-3, weight_decay=1e-2, tag=seed)
-        return p
-
-    eager, graphed = pack(TrainingSpec()), pack(TrainingSpec(cuda_graphs=True))
+    eager = _trainer(cuda_data, TrainingSpec(), seeds=(1, 2))
+    graphed = _trainer(cuda_data, TrainingSpec(cuda_graphs=True), seeds=(1, 2))
     for p in (eager, graphed):
         p.run_epoch()
         p.remove(p.members[0])
         torch.manual_seed(5)
         model = SimpleCNN().to(CUDA)
-        p.add(model, optimizer_name="adam", lr=2e-3, weight_decay=1e-3, tag=5)
+        p.add(model, optimizer_name="adam", lr=2e-3, weight_decay=1e-3)
     assert graphed.steps.captures == 1
     for _ in range(2):
         for a, b in zip(eager.run_epoch(), graphed.run_epoch(), strict=True):
             assert b.train_loss == pytest.approx(a.train_loss, rel=1e-5)
             assert b.val_accuracy == a.val_accuracy
     assert graphed.steps.captures == 2, "one capture per membership"
-    for a, b in zip(eager.members, graphed.members, strict=True):
-        assert _max_abs(a.model, b.model) < 1e-5
+    assert _max_abs(eager, graphed) < 1e-5

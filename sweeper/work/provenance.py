@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 import sweeper
+from sweeper.work import attrs
 
 
 @functools.cache
@@ -50,15 +51,15 @@ def provenance(device: torch.device, optimizer_impl: str, execution: str) -> dic
 
     ``execution`` names how steps ran (``sweeper.train.execution.Execution.describe``).
     """
-    attrs = {
-        "sweeper_version": sweeper.__version__,
-        "torch_version": torch.__version__,
-        "device": device_name(device),
-        "optimizer_impl": optimizer_impl,
-        "execution": execution,
-        "worker": worker_id(),
+    recorded = {
+        attrs.SWEEPER_VERSION: sweeper.__version__,
+        attrs.TORCH_VERSION: torch.__version__,
+        attrs.DEVICE: device_name(device),
+        attrs.OPTIMIZER_IMPL: optimizer_impl,
+        attrs.EXECUTION: execution,
+        attrs.WORKER: worker_id(),
     }
     revision = git_revision()
     if revision:
-        attrs["git_rev"] = revision
-    return attrs
+        recorded[attrs.GIT_REV] = revision
+    return recorded

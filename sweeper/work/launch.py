@@ -2,7 +2,8 @@
 
 Contract:
 
-- ``launch(study_name, storage_url, n_workers, gpus)`` starts ``sweeper worker`` processes.
+- ``Launcher(study_name, storage_url, n_workers, gpus).run()`` starts ``sweeper worker``
+  processes.
   With GPUs, worker i sees only its GPU (``CUDA_VISIBLE_DEVICES``); on a CPU-only host the
   cores are divided between the workers (``OMP_NUM_THREADS``). The storage URL travels in
   the environment, never on a command line another user could read.
@@ -10,7 +11,7 @@ Contract:
 - SIGINT/SIGTERM are forwarded; each worker re-queues its running trial and exits; we exit
   130. A worker that dies for another reason is restarted, at most ``max_restarts`` times
   per slot, while the study's budget is not met.
-- ``launch`` returns when every worker has exited: the budget is global to the study, so a
+- ``run`` returns when every worker has exited: the budget is global to the study, so a
   worker exits once no trial is left to claim.
 """
 
@@ -28,7 +29,7 @@ from typing import TextIO
 
 from sweeper.errors import SweeperError, UsageError
 
-STOPPED = 130  # a worker's exit code after SIGINT/SIGTERM (see sweeper.worker.WorkerStopped)
+STOPPED = 130  # a worker's exit code after SIGINT/SIGTERM (sweeper.work.worker.WorkerStopped)
 
 
 def parse_gpus(text: str | None) -> list[str]:
@@ -49,7 +50,7 @@ def parse_gpus(text: str | None) -> list[str]:
 
 
 @dataclass
-class Slot:
+class WorkerProcess:
     """One worker position: its index, GPU, process and restart count."""
 
     index: int
@@ -78,12 +79,14 @@ class Launcher:
         self.extra_args = extra_args or []
         self.max_restarts = max_restarts
         self.stream = stream or sys.stderr
-        self.slots = [Slot(i, gpus[i % len(gpus)] if gpus else None) for i in range(n_workers)]
+        self.slots = [
+            WorkerProcess(i, gpus[i % len(gpus)] if gpus else None) for i in range(n_workers)
+        ]
         self.threads_per_worker = max(1, (os.cpu_count() or 1) // n_workers)
         self._stopping = False
         self._lock = threading.Lock()
 
-    def _env(self, slot: Slot) -> dict[str, str]:
+    def _env(self, slot: WorkerProcess) -> dict[str, str]:
         env = dict(os.environ)
         env["SWEEPER_STORAGE"] = self.storage_url
         env["SWEEPER_WORKER_INDEX"] = str(slot.index)
@@ -94,7 +97,7 @@ class Launcher:
             env["OMP_NUM_THREADS"] = str(self.threads_per_worker)
         return env
 
-    def _start(self, slot: Slot) -> None:
+    def _start(self, slot: WorkerProcess) -> None:
         command = [
             sys.executable, "-m", "sweeper.cli", "worker", "--study", self.study_name,
             *self.extra_args,
@@ -110,7 +113,7 @@ class Launcher:
         )
         threading.Thread(target=self._relay, args=(slot, slot.process), daemon=True).start()
 
-    def _relay(self, slot: Slot, process: subprocess.Popen[str]) -> None:
+    def _relay(self, slot: WorkerProcess, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
             with self._lock:

@@ -108,25 +108,50 @@ def _restart_mid_sweep(server: EmbeddedPostgres, tiny_official: Path, tmp_path: 
     study = optuna.load_study(study_name="restart", storage=url)
     finished = study.get_trials(deepcopy=False, states=FINISHED)
     assert len(finished) == 10
-    # At most the in-flight trial of each worker was failed and re-queued.
+    # At most the in-flight trial of each worker was failed, and each was re-queued.
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     assert len(failed) <= 2
-    assert not any(t.user_attrs.get("fail_reason") for t in failed)
+    for t in failed:
+        assert "re-queued as trial" in t.user_attrs["fail_reason"], t.user_attrs
+        assert "requeued_as" in t.user_attrs
 
 
-def test_reap_fails_stale_trials_on_demand(storage_url: str, tmp_path: Path) -> None:
+def test_reap_fails_and_requeues_silent_trials_with_a_reason(
+    storage_url: str, tmp_path: Path
+) -> None:
+    """A trial whose heartbeat stopped, and one claimed by a worker that died before its
+    first heartbeat (Optuna's own reaper never sees that one), are both failed with a
+    reason and re-queued once the grace period has passed; neither uses up the budget."""
     spec = tmp_path / "reap.toml"
     spec.write_text(FAST_SPEC.format(name="reap", budget=3, epochs=1))
     storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=2, grace_period=10)
     study = create_or_load(storage, load_spec(spec))
-    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True)})
-    storage.record_heartbeat(trial._trial_id)
+    lr = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True)}
+    silent, orphan = study.ask(lr), study.ask(lr)
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name("reap"), silent.number
+    ))  # fmt: skip
     fresh = sweeper("reap", "--study", "reap", "--storage", storage_url)
     assert fresh.returncode == 0 and "failed 0 stale trials" in fresh.stdout
     time.sleep(11)
     reaped = sweeper("reap", "--study", "reap", "--storage", storage_url)
     assert reaped.returncode == 0, reaped.stderr
-    assert f"failed 1 stale trials [{trial.number}]; 1 trials wait" in reaped.stdout
+    assert f"failed 2 stale trials [{silent.number}, {orphan.number}]; 2 trials wait" in (
+        reaped.stdout
+    )
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    assert "heartbeat lost (last at " in trials[silent.number].user_attrs["fail_reason"]
+    assert "before its first heartbeat" in trials[orphan.number].user_attrs["fail_reason"]
+    copies = [t for t in trials.values() if t.state == TrialState.WAITING]
+    assert sorted(t.system_attrs["failed_trial"] for t in copies) == [0, 1]
+    for t in (trials[silent.number], trials[orphan.number]):
+        copy = t.user_attrs["requeued_as"]
+        assert t.user_attrs["fail_reason"].endswith(f"re-queued as trial {copy}")
+        assert trials[copy].params == t.params
+    listed = sweeper("trials", "--study", "reap", "--storage", storage_url, "--format", "csv")
+    assert "re-queued as trial" in listed.stdout, listed.stdout
+    again = sweeper("reap", "--study", "reap", "--storage", storage_url)
+    assert "failed 0 stale trials" in again.stdout, "each silent trial is reaped once"
 
 
 @pytest.mark.parametrize(

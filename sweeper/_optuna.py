@@ -1,0 +1,107 @@
+"""The one door to Optuna's internals: every reach into a private name of Optuna is here.
+
+Everything else in sweeper uses Optuna's public API. Each reach says why there is no public
+route; when Optuna changes one of these, only this module breaks (and its tests say so).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.trial import FrozenTrial
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage id of a live trial.
+
+    Why: the storage's public methods (``record_heartbeat``, ``get_trial``,
+    ``set_trial_state_values``) take a trial id, and ``optuna.Trial`` exposes only its
+    number; Optuna's own optimize loop reads the same attribute (optuna/study/_optimize.py,
+    ``_run_trial``). No upstream issue asks for a public accessor yet.
+    """
+    return int(trial._trial_id)
+
+
+def frozen(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> FrozenTrial:
+    """The stored record of a live trial, system attributes included (one query).
+
+    Why: ``optuna.Trial`` has no public ``system_attrs`` (deprecated in Optuna 3), and a
+    re-queued trial's series (``failed_trial``) lives there, where Optuna's own
+    ``RetryHeartbeatStaleTrialCallback`` writes it.
+    """
+    return storage.get_trial(trial_id(trial))
+
+
+def rdb_models() -> Any:
+    """Optuna's SQLAlchemy table models, for one-query reads of a whole study.
+
+    Why: the ORM path (``get_trials``) issues several queries per call and builds every
+    ``FrozenTrial``; the dashboard reads tens of thousands of trials at once
+    (``sweeper.dashboard.fastread``). The schema is versioned by Optuna
+    (``version_info``); a new release that changes it fails that module's equality test.
+    """
+    from optuna.storages._rdb import models
+
+    return models
+
+
+# Running trials whose worker went silent, by Optuna's tables (optuna/storages/_rdb/models.py:
+# trials, trial_heartbeats). Optuna's own ``fail_stale_trials`` (RDBStorage
+# ``_get_stale_trial_ids``) skips a running trial that has no heartbeat row at all: a worker
+# that lost the database between ``ask()`` committing the trial and its first heartbeat
+# leaves such an orphan, RUNNING forever, holding a unit of the budget. This query also
+# returns those, once they are older than the grace period. ``datetime_start`` is written by
+# Optuna as the writer's local time (``datetime.now()``), the heartbeat by the server
+# (``current_timestamp``): each is compared with a clock of its own kind.
+_STALE_SQL = sqlalchemy.text(
+    """
+    SELECT t.trial_id, t.number, h.heartbeat
+    FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id
+    WHERE t.study_id = :study_id AND t.state = 'RUNNING'
+      AND ((h.heartbeat IS NOT NULL
+            AND h.heartbeat < LOCALTIMESTAMP - make_interval(secs => :grace))
+           OR (h.heartbeat IS NULL AND t.datetime_start < :started_before))
+    ORDER BY t.number
+    """
+)
+
+
+def stale_trials(
+    engine: sqlalchemy.Engine, study_id: int, grace_seconds: float
+) -> list[tuple[int, int, datetime.datetime | None]]:
+    """``(trial_id, number, last heartbeat or None)`` of running trials silent too long."""
+    started_before = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            _STALE_SQL,
+            {"study_id": study_id, "grace": grace_seconds, "started_before": started_before},
+        ).all()
+    return [(int(r[0]), int(r[1]), r[2]) for r in rows]
+
+
+# Optuna refuses to change a finished trial (UpdateFinishedTrialError), but a trial must be
+# failed first, atomically (``set_trial_state_values``), before anyone may re-queue it:
+# otherwise two reapers could both queue a copy. Only after that is the copy's number known,
+# and the failed trial should say it. So the note goes into Optuna's table directly
+# (trial_user_attributes, unique on (trial_id, key); values are JSON, as
+# ``RDBStorage.set_trial_user_attr`` writes them).
+_ANNOTATE_SQL = sqlalchemy.text(
+    """
+    INSERT INTO trial_user_attributes (trial_id, key, value_json)
+    VALUES (:trial_id, :key, :value)
+    ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json
+    """
+)
+
+
+def annotate_finished(engine: sqlalchemy.Engine, trial_id: int, values: dict[str, Any]) -> None:
+    """Set user attributes on a trial that has already finished (one transaction)."""
+    with engine.begin() as conn:
+        for key, value in values.items():
+            conn.execute(
+                _ANNOTATE_SQL, {"trial_id": trial_id, "key": key, "value": json.dumps(value)}
+            )

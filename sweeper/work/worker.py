@@ -1,0 +1,407 @@
+"""A worker: claim trials, train them (K >= 1 at a time), report every epoch, prune or
+finish, refill, repeat. ``--pack 1`` is the same code with one slot.
+
+Contract:
+
+- A worker needs a storage and a study name; everything else comes from the spec stored in
+  the study. Any number of workers on any number of hosts may run at once; the budget is
+  global (``sweeper.study.Budget``).
+- Each claimed trial: sample lr, weight decay (and the optimizer when the study compares
+  several); seed = training seed + the number of the first trial of its retry series (kept
+  when re-queued); train epoch by epoch with up to K-1 other trials on the same minibatches
+  (``sweeper.train.trainer``); after each epoch checkpoint, then ``trial.report(val_accuracy,
+  epoch)``, then ask the pruner. The value is the last epoch's validation accuracy. User
+  attributes: ``sweeper.work.attrs`` names each, and provenance (``sweeper.work.provenance``).
+- A trial that finishes, is pruned or fails leaves at the epoch boundary; its slot is
+  refilled while the budget (and ``max_trials``) allow. When every slot is empty the next
+  trial starts a new trainer, on its own batch order.
+- A trial whose loss becomes NaN/inf, or whose setup raises, fails alone with its
+  ``fail_reason`` (not re-queued). An exception during a shared epoch fails every trial in
+  it with the reason. The worker goes on with the next trials.
+- A trial resumed from a checkpoint continues where its original stopped: when it starts a
+  trainer, on its original batch order (bit-identical to an uninterrupted run); when it
+  joins one, on that trainer's order (its attributes say which).
+- A running trial sends heartbeats. Before each claim the worker reaps: trials silent past
+  the grace period are failed and re-queued (``sweeper.work.requeue``).
+- SIGINT/SIGTERM: every running trial keeps its last checkpoint, is failed with the reason
+  and re-queued, and the worker exits with ``WorkerStopped`` (exit 130).
+- The database going away (one outage path): the worker waits for it (up to
+  ``DATABASE_WAIT_S``), then fails and re-queues every trial it was running; they resume
+  from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+import optuna
+import sqlalchemy
+import torch
+from optuna.trial import TrialState
+
+from sweeper.errors import SweeperError
+from sweeper.spec import StudySpec
+from sweeper.study import Budget, stored_spec
+from sweeper.train.data import Dataset, load_dataset
+from sweeper.train.execution import resolve_device
+from sweeper.train.model import SimpleCNN
+from sweeper.train.optimizers import implementation_name
+from sweeper.train.trainer import EpochResult, Trainer
+from sweeper.work import attrs, requeue
+from sweeper.work.checkpoints import Checkpoint, CheckpointStore
+from sweeper.work.progress import Progress
+from sweeper.work.provenance import provenance
+from sweeper.work.slot import Slot
+
+# Errors that mean "the database is unreachable", not "the trial is broken". Optuna turns some
+# SQLAlchemy errors into StorageInternalError.
+DATABASE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+# How long a worker waits for PostgreSQL to come back before it gives up.
+DATABASE_WAIT_S = 600
+
+
+class WorkerStopped(SweeperError):
+    """The worker was asked to stop (SIGINT or SIGTERM)."""
+
+    exit_code = 130
+
+
+@dataclass
+class WorkerSummary:
+    """What one worker did."""
+
+    finished: dict[str, int] = field(
+        default_factory=lambda: {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+    )
+
+    @property
+    def total(self) -> int:
+        return sum(self.finished.values())
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM into the same exception as SIGINT while a worker runs."""
+
+    def raise_stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(err: BaseException) -> str:
+    return traceback.format_exception_only(type(err), err)[-1].strip()
+
+
+class Worker:
+    """Runs trials of one study, ``slots`` at a time, until its budget is met."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: optuna.storages.RDBStorage,
+        *,
+        slots: int = 1,
+        data_override: str | None = None,
+        device: str | None = None,
+        checkpoints: CheckpointStore | None = None,
+        progress: Progress | None = None,
+        budget: int | None = None,
+    ) -> None:
+        """``storage`` is the one ``study`` lives in (the CLI opened it with the study's
+        heartbeat settings); ``budget`` overrides the spec's."""
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1 (got {slots})")
+        self.study = study
+        self.storage = storage
+        self.spec: StudySpec = stored_spec(study)
+        self.slots = slots
+        self.budget = Budget(study, storage, budget if budget is not None else self.spec.budget)
+        self.device = resolve_device(device or self.spec.training.device)
+        self.checkpoints = checkpoints or CheckpointStore()
+        self.progress = progress or Progress()
+        self.data_override = data_override
+        self._data: Dataset | None = None
+
+    @property
+    def data(self) -> Dataset:
+        """The data set, loaded on first use and kept on the training device."""
+        if self._data is None:
+            started = time.perf_counter()
+            data = load_dataset(self.spec.data, self.data_override).to(self.device)
+            self._data = data
+            self.progress.say(
+                f"data: {len(data.train_y)} train / {len(data.test_y)} val images from "
+                f"{data.origin} on {self.device} ({time.perf_counter() - started:.1f} s)"
+            )
+        return self._data
+
+    # -- the claim loop, the signal path and the outage path --------------------------------
+
+    def run(self, max_trials: int | None = None) -> WorkerSummary:
+        """Claim and run trials until the budget is met, ``max_trials`` ran, or a signal."""
+        summary = WorkerSummary()
+        _ = self.data  # fail on bad data before claiming any trial
+        with stop_on_signals():
+            while True:
+                slots: list[Slot] = []  # filled in place, so both paths below see them
+                try:
+                    if not self._run_trainer(slots, summary, max_trials):
+                        break
+                except KeyboardInterrupt as stop:
+                    numbers = self._release(
+                        slots, f"stopped by {stop.args[0] if stop.args else 'SIGINT'}"
+                    )
+                    raise WorkerStopped(
+                        f"stopped; trials {numbers} were re-queued to resume from their last "
+                        "checkpoint"
+                        if numbers
+                        else "stopped; no trial was running"
+                    ) from None
+                except DATABASE_ERRORS as err:
+                    self._ride_out_outage(err)
+                    numbers = self._release(slots, "the database went away mid-trial")
+                    if numbers:
+                        self.progress.say(f"trials {numbers} re-queued after the outage")
+        return summary
+
+    def claim(self) -> optuna.Trial | None:
+        """Reap silent trials (they are re-queued), then claim the next trial within the
+        study's budget; None when the budget is used up."""
+        for number, copy in requeue.reap(
+            self.study, self.storage, self.spec.storage.grace_period, self.spec.storage.max_retry
+        ):
+            where = f"re-queued as trial {copy}" if copy is not None else "not re-queued"
+            self.progress.trial(number, f"its worker went silent; failed and {where}")
+        return self.budget.claim()
+
+    def _ride_out_outage(self, err: BaseException) -> None:
+        """Wait until the database answers again (``SweeperError`` after DATABASE_WAIT_S)."""
+        orig = getattr(err, "orig", None) or err
+        self.progress.say(
+            f"database unreachable ({type(orig).__name__}); "
+            f"waiting up to {DATABASE_WAIT_S} s for it"
+        )
+        deadline = time.monotonic() + DATABASE_WAIT_S
+        delay = 0.5
+        while True:
+            try:
+                with self.storage.engine.connect() as conn:
+                    conn.execute(sqlalchemy.text("SELECT 1"))
+                break
+            except DATABASE_ERRORS:
+                if time.monotonic() > deadline:
+                    raise SweeperError(
+                        f"the database stayed unreachable for {DATABASE_WAIT_S} s; giving up"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.progress.say("database is back")
+
+    def _release(self, slots: list[Slot], reason: str) -> list[int]:
+        """Fail and re-queue every running trial (a signal or an outage interrupted them);
+        the numbers of those re-queued."""
+        numbers = []
+        for slot in slots:
+            slot.close()
+            copy = requeue.interrupt(
+                self.study, self.storage, slot.trial, reason, self.spec.storage.max_retry
+            )
+            if copy is not None:
+                numbers.append(slot.number)
+        return numbers
+
+    # -- one trainer's life -----------------------------------------------------------------
+
+    def _run_trainer(
+        self, slots: list[Slot], summary: WorkerSummary, max_trials: int | None
+    ) -> bool:
+        """Fill a trainer and train it until its last trial ends; False if none was claimed."""
+        trainer: Trainer | None = None
+        claimed = False
+        while True:
+            while len(slots) < self.slots and (
+                max_trials is None or summary.total + len(slots) < max_trials
+            ):
+                trial = self.claim()
+                if trial is None:
+                    break
+                claimed = True
+                slot = Slot.open(self.study, self.storage, trial, self.spec)
+                slots.append(slot)
+                try:
+                    trainer = self._join(trainer, slot, len(slots))
+                except (KeyboardInterrupt, *DATABASE_ERRORS):
+                    raise
+                except Exception as err:  # its setup failed: the trial's fault, not the pack's
+                    self._end(slot, trainer, slots, summary, self._fail(slot, _one_line(err)))
+            if not slots:
+                return claimed
+            assert trainer is not None
+            try:
+                results = trainer.run_epoch()
+            except (KeyboardInterrupt, *DATABASE_ERRORS):
+                raise
+            except Exception as err:
+                detail = _one_line(err)
+                for slot in list(slots):
+                    self._end(slot, trainer, slots, summary, self._fail(slot, detail))
+                return True
+            for member, result in zip(list(trainer.members), results, strict=True):
+                slot = next(s for s in slots if s.member is member)
+                ended = self._record(slot, result, trainer)
+                if ended is not None:
+                    self._end(slot, trainer, slots, summary, ended)
+            if not slots:
+                return True  # the next trial starts a trainer of its own, on its own order
+
+    def _sample(self, trial: optuna.Trial) -> tuple[float, float, str]:
+        space = self.spec.space
+        lr = trial.suggest_float("lr", space.lr.low, space.lr.high, log=space.lr.log)
+        wd = trial.suggest_float(
+            "weight_decay",
+            space.weight_decay.low,
+            space.weight_decay.high,
+            log=space.weight_decay.log,
+        )
+        optimizer = space.optimizer[0]
+        if len(space.optimizer) > 1:
+            optimizer = str(trial.suggest_categorical("optimizer", list(space.optimizer)))
+        return lr, wd, optimizer
+
+    def _join(self, trainer: Trainer | None, slot: Slot, position: int) -> Trainer:
+        """Sample ``slot``'s trial, load its checkpoint, add it to ``trainer`` (a new one
+        when None) and record what it is; return the trainer."""
+        trial = slot.trial
+        lr, wd, optimizer_name = self._sample(trial)
+        if slot.series != trial.number:
+            slot.checkpoint = self.checkpoints.load(self.study.study_name, slot.series)
+        retry = f" | retry of trial {slot.series}" if slot.series != trial.number else ""
+        where = f" | slot {position}/{self.slots}" if self.slots > 1 else ""
+        self.progress.trial(
+            trial.number,
+            f"lr {lr:.2e} | weight_decay {wd:.2e} | {optimizer_name} | seed {slot.seed}"
+            f"{where}{retry}",
+        )
+        resume = None
+        if slot.checkpoint is not None:
+            slot.history = list(slot.checkpoint.history)
+            resume = (slot.checkpoint.trainer, slot.checkpoint.epochs)
+        if trainer is None:
+            # The trainer's batch order is its first trial's: a fresh trial's (seed, epoch 0),
+            # or a resumed trial's own order where it stopped.
+            order_seed, start = slot.seed, 0
+            if resume is not None:
+                order_seed = int(trial.user_attrs.get(attrs.ORDER_SEED, slot.seed))
+                offset = int(trial.user_attrs.get(attrs.ORDER_EPOCH_OFFSET, 0))
+                start = offset + slot.checkpoint.epochs  # type: ignore[union-attr]
+            trainer = Trainer(
+                self.data, self.spec.training, order_seed=order_seed, start_epoch=start
+            )
+        torch.manual_seed(slot.seed)  # the same initial weights in any pack
+        model = SimpleCNN().to(self.device)
+        slot.member = trainer.add(
+            model, optimizer_name=optimizer_name, lr=lr, weight_decay=wd, resume=resume
+        )
+        recorded = {
+            attrs.SEED: slot.seed,
+            attrs.OPTIMIZER: optimizer_name,
+            attrs.PACK_SIZE: len(trainer.members),
+            attrs.ORDER_SEED: trainer.order_seed,
+            attrs.ORDER_EPOCH_OFFSET: slot.member.order_offset,
+        }
+        if slot.checkpoint is not None:
+            # The epochs its original ran are reported again, so the pruner and the
+            # learning curve see the whole trial.
+            for epoch, accuracy in enumerate(slot.history, start=1):
+                trial.report(accuracy, epoch)
+            recorded[attrs.RESUMED_FROM_EPOCH] = slot.checkpoint.epochs
+            self.progress.trial(trial.number, f"resumed after epoch {slot.checkpoint.epochs}")
+        for key, value in recorded.items():
+            trial.set_user_attr(key, value)
+        return trainer
+
+    def _record(self, slot: Slot, result: EpochResult, trainer: Trainer) -> TrialState | None:
+        """Checkpoint, report and judge one epoch of one trial; its final state if it ends."""
+        trial, epoch, epochs = slot.trial, result.epoch, self.spec.training.epochs
+        if not slot.described and trainer.optimizer is not None:
+            # The optimizer exists once the trainer has trained; provenance names its path.
+            for key, value in provenance(
+                self.device, implementation_name(trainer.optimizer), trainer.execution.describe()
+            ).items():
+                trial.set_user_attr(key, value)
+            slot.described = True
+        if not result.finite:
+            return self._fail(slot, f"training loss is {result.train_loss} at epoch {epoch}")
+        slot.history.append(result.val_accuracy)
+        if epoch < epochs and slot.member is not None:
+            # Checkpoint first: once an epoch is reported, a retry can resume after it.
+            self.checkpoints.save(
+                self.study.study_name,
+                slot.series,
+                Checkpoint(trainer.member_state(slot.member), slot.history),
+            )
+        trial.report(result.val_accuracy, epoch)
+        trial.set_user_attr(attrs.EPOCHS_RUN, epoch)
+        self.progress.epoch(trial.number, result, epochs)
+        if epoch >= epochs:
+            return TrialState.COMPLETE
+        if trial.should_prune():
+            return TrialState.PRUNED
+        return None
+
+    def _fail(self, slot: Slot, reason: str) -> TrialState:
+        requeue.fail(self.study, slot.trial, reason)
+        self.progress.trial(slot.number, f"FAILED | {reason}")
+        return TrialState.FAIL
+
+    def _end(
+        self,
+        slot: Slot,
+        trainer: Trainer | None,
+        slots: list[Slot],
+        summary: WorkerSummary,
+        state: TrialState,
+    ) -> None:
+        """Tell the study how ``slot``'s trial ended (a failure is told already) and free
+        its slot."""
+        slot.close()
+        value = slot.history[-1] if slot.history else None
+        if state is TrialState.COMPLETE:
+            self.study.tell(slot.trial, value)
+        elif state is TrialState.PRUNED:
+            self.study.tell(slot.trial, state=TrialState.PRUNED)
+        self.checkpoints.remove(self.study.study_name, slot.series)
+        if trainer is not None and slot.member is not None:
+            trainer.remove(slot.member)
+        slots.remove(slot)
+        summary.finished[state.name] += 1
+        if state is not TrialState.FAIL:
+            self._announce(slot, state, value)
+
+    def _announce(self, slot: Slot, state: TrialState, value: float | None) -> None:
+        line = state.name
+        if state is TrialState.PRUNED:
+            line += f" at epoch {len(slot.history)}"
+        if value is not None:
+            line += f" | val_acc {value:6.2%}"
+        try:
+            best = self.study.best_trial
+            line += f" | best so far: trial {best.number} ({best.value:.2%})"
+        except ValueError:
+            pass
+        self.progress.trial(slot.number, line)

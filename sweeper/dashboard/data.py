@@ -30,12 +30,18 @@ from numpy.typing import NDArray
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.analysis import noise as nm
+from sweeper.analysis.best import BestInfo, best_info
+from sweeper.analysis.decay import Schedule, schedule
 from sweeper.dashboard import surface as gp
 from sweeper.errors import UsageError
 
 LR = "lr"
 WD = "weight_decay"
 OPTIMIZER = "optimizer"
+# The trial number a seed replicate re-runs (a user attribute the worker writes on replicates).
+REPLICATE_OF = "replicate_of"
+SEED = "seed"
 # Provenance a worker records on every trial, shown with the best trial, in this order.
 PROVENANCE_KEYS = (
     "seed",
@@ -186,6 +192,125 @@ def best_trial(
         if best is None or _better(snap, v, best.value):  # type: ignore[arg-type]
             best = t
     return best
+
+
+# --------------------------------------------------------------------------- the study's setup
+
+
+class Setup(NamedTuple):
+    """What the stored spec says about how values were measured and how trials were placed.
+
+    Every field is None when the study has no (readable) spec: a study made by hand.
+    """
+
+    n_val: int | None  # validation images behind each accuracy
+    schedule: Schedule | None  # epochs and steps per epoch of a full run
+    sampler: str | None  # "grid", "tpe", "random", "qmc"
+    grid: tuple[tuple[float, ...], tuple[float, ...]] | None  # (lr values, wd values)
+    lr_space: tuple[float, float] | None
+    wd_space: tuple[float, float] | None
+
+
+def _get(tree: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(tree, Mapping):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def _positive_int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else None
+
+
+def _space(spec: Any, name: str) -> tuple[float, float] | None:
+    low, high = _get(spec, "space", name, "low"), _get(spec, "space", name, "high")
+    if isinstance(low, int | float) and isinstance(high, int | float) and 0 < low <= high:
+        return float(low), float(high)
+    return None
+
+
+def setup(snap: StudySnapshot) -> Setup:
+    """Read the study's stored spec (``user_attrs["spec"]``, as ``spec_to_dict`` wrote it)."""
+    spec = snap.user_attrs.get("spec")
+    if not isinstance(spec, Mapping):
+        return Setup(None, None, None, None, None, None)
+    data = _get(spec, "data") or {}
+    # A spec without val_size/train_size uses the whole CIFAR-10 split (spec.DataSpec).
+    n_val = _positive_int(_get(data, "val_size")) or nm.DEFAULT_N_VAL
+    epochs = _positive_int(_get(spec, "training", "epochs"))
+    batch = _positive_int(_get(spec, "training", "batch_size"))
+    sched = (
+        schedule(epochs, batch, _positive_int(_get(data, "train_size")))
+        if epochs and batch
+        else None
+    )
+    kind = _get(spec, "sampler", "kind")
+    grid = None
+    points = _get(spec, "sampler", "params", "points")
+    if kind == "grid" and isinstance(points, Mapping):
+        lrs, wds = points.get(LR), points.get(WD)
+        if isinstance(lrs, list) and isinstance(wds, list) and lrs and wds:
+            grid = (tuple(sorted(float(x) for x in lrs)), tuple(sorted(float(x) for x in wds)))
+    return Setup(
+        n_val=n_val,
+        schedule=sched,
+        sampler=kind if isinstance(kind, str) else None,
+        grid=grid,
+        lr_space=_space(spec, LR),
+        wd_space=_space(spec, WD),
+    )
+
+
+def _replicate_of(trial: FrozenTrial) -> int | None:
+    x = trial.user_attrs.get(REPLICATE_OF)
+    return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def observations(
+    snap: StudySnapshot, trials: Iterable[FrozenTrial] | None = None
+) -> list[nm.Observation]:
+    """COMPLETE trials with a finite value, as the noise model's observations."""
+    out = []
+    for t in snap.trials if trials is None else trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        v = final_value(t)
+        if v is None:
+            continue
+        xy = _lr_wd(t)
+        seed = t.user_attrs.get(SEED)
+        out.append(
+            nm.Observation(
+                number=t.number,
+                optimizer=optimizer_of(t),
+                lr=xy[0] if xy else None,
+                weight_decay=xy[1] if xy else None,
+                value=v,
+                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                replicate_of=_replicate_of(t),
+            )
+        )
+    return out
+
+
+def noise_of(snap: StudySnapshot) -> nm.NoiseModel:
+    """The study's noise model (``sweeper.analysis.noise``) over its completed trials."""
+    return nm.noise_model(observations(snap), maximize=snap.maximize, n_val=setup(snap).n_val)
+
+
+def best_of(snap: StudySnapshot, model: nm.NoiseModel | None = None) -> BestInfo:
+    """The best configuration, its indistinguishable set, the verdict and the decay warning."""
+    model = model or noise_of(snap)
+    st = setup(snap)
+    space = None
+    adamw = [p for p in trial_points(snap) if p.optimizer == "adamw"]
+    if adamw:
+        lrs = [p.lr for p in adamw]
+        wds = [p.weight_decay for p in adamw]
+        # The space searched when the spec says; else what the trials tried.
+        space = (st.lr_space or (min(lrs), max(lrs)), st.wd_space or (min(wds), max(wds)))
+    return best_info(model, schedule=st.schedule, adamw_space=space)
 
 
 def _bounds(snap: StudySnapshot, name: str, seen: Sequence[float]) -> tuple[float, float]:

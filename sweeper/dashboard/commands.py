@@ -22,8 +22,9 @@ from sweeper.errors import SweeperError, UsageError
 
 if TYPE_CHECKING:  # the heavy modules load only when a command runs, not for `sweeper --help`
     from sweeper.analysis.best import BestInfo
+    from sweeper.analysis.effects import Decomposition
+    from sweeper.analysis.importance import ImportanceInfo
     from sweeper.analysis.noise import Config
-    from sweeper.dashboard.importance import ImportanceInfo
 
 
 def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -273,7 +274,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
     """The importance result as plain JSON-ready data (the ``--format json`` output)."""
-    from sweeper.dashboard import importance as imp
+    from sweeper.analysis import importance as imp
 
     return {
         "params": list(info.params),
@@ -290,6 +291,12 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
             for e in info.per_epoch
         ],
         "notes": list(info.notes),
+        "by_optimizer": {name: _decomposition(d) for name, d in info.by_optimizer},
+        "optimizer_interaction": _decomposition(info.across) if info.across else None,
+        "per_epoch_by_optimizer": [
+            {"epoch": e.epoch, "optimizer": e.optimizer, **_decomposition(e.result)}
+            for e in info.per_epoch_by_optimizer
+        ],
         "settings": {
             "ped_anova_top_quantile": imp.PED_TOP_QUANTILE,
             "fanova_trees": imp.FANOVA_TREES,
@@ -298,6 +305,35 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
             "log10_params": ["lr", "weight_decay"],
         },
     }
+
+
+def _decomposition(d: Decomposition) -> dict[str, Any]:
+    return {
+        "n": d.n,
+        "shares": None
+        if d.shares is None
+        else {
+            k: {
+                "share": s.share,
+                "ci95": [s.low, s.high],
+                "effect": s.effect,
+                "shown": s.shown,
+            }
+            for k, s in d.shares.items()
+        },
+        "noise_sd": d.noise_sd,
+        "note": d.note,
+    }
+
+
+def _shares_line(label: str, d: Decomposition) -> str:
+    if d.shares is None:
+        return f"{label}: {d.note}"
+    cells = [
+        f"{k} {s.share:.2f} [{s.low:.2f}, {s.high:.2f}]{'*' if s.shown else ''}"
+        for k, s in d.shares.items()
+    ]
+    return f"{label} ({d.n} runs): " + "; ".join(cells) + (f" ({d.note})" if d.note else "")
 
 
 def importance_table(study: str, info: ImportanceInfo) -> str:
@@ -323,6 +359,15 @@ def importance_table(study: str, info: ImportanceInfo) -> str:
                 num(e.importances, p).rjust(len(c)) for p, c in zip(info.params, cols, strict=True)
             )
             lines.append(f"{e.epoch:5d}  {e.n_trials:6d}  {e.n_pruned:6d}  {vals}")
+    if info.by_optimizer:
+        lines.append("")
+        lines.append(
+            "Per optimizer: share of the fitted surface's variance [95% bootstrap interval]; "
+            "* = more than noise alone gives"
+        )
+        lines += [_shares_line(name, d) for name, d in info.by_optimizer]
+        if info.across is not None:
+            lines.append(_shares_line("across optimizers", info.across))
     lines += [f"note: {n}" for n in info.notes]
     return "\n".join(lines)
 
@@ -356,7 +401,7 @@ def write_importance_plot(figure: Any, path: Path) -> None:
 
 def cmd_importance(args: argparse.Namespace) -> int:
     """Print importances as a table or JSON, and optionally draw them."""
-    from sweeper.dashboard.importance import importance_info
+    from sweeper.analysis.importance import importance_info
 
     if args.plot is not None:
         _check_output(args.plot, (".html", ".htm", ".png"))

@@ -31,9 +31,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.analysis import noise as nm
+from sweeper.analysis import surface as gp
 from sweeper.analysis.best import BestInfo, best_info
 from sweeper.analysis.decay import Schedule, schedule
-from sweeper.dashboard import surface as gp
 from sweeper.errors import UsageError
 
 LR = "lr"

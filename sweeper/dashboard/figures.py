@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from numpy.typing import NDArray
 from plotly.subplots import make_subplots
 
+from sweeper.analysis.importance import ImportanceInfo
 from sweeper.dashboard.data import (
     SUPPORT_EDGE,
     ComparisonInfo,
@@ -33,7 +34,6 @@ from sweeper.dashboard.data import (
     TimelineInfo,
     TrialPoint,
 )
-from sweeper.dashboard.importance import ImportanceInfo
 
 # Accuracy colour scale: perceptually uniform and readable by colour-blind users.
 ACCURACY_SCALE = "Viridis"

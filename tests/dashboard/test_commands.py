@@ -132,3 +132,35 @@ def test_best_answers_with_its_noise_json_and_table(storage_url: str) -> None:
     assert lines[1].startswith("best configuration: adamw lr ") and "95% CI" in lines[1]
     assert "within noise of the best: 15 configurations" in table.stdout
     assert "optimizer_impl" in table.stdout  # provenance still listed
+
+
+def test_importance_and_report_on_equal_values_exit_0(storage_url: str, tmp_path: Path) -> None:
+    """>= 8 trials with one value made fANOVA raise and both commands exit 1."""
+    from analysis.truths import split_grid, uniform
+
+    from .factory import create_study
+
+    trials, spec = uniform()
+    create_study(storage_url, "uniform", trials, spec=spec)
+    common = ("--study", "uniform", "--storage", storage_url)
+    result = sweeper("importance", *common, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["fanova"] is None and doc["notes"][0].startswith("every completed trial scored")
+    assert doc["by_optimizer"]["adamw"]["shares"] is None
+    report = sweeper("report", *common, "-o", str(tmp_path / "r.html"))
+    assert report.returncode == 0, report.stderr
+
+    trials, spec = split_grid()
+    create_study(storage_url, "split", trials, spec=spec)
+    doc = json.loads(
+        sweeper(
+            "importance", "--study", "split", "--storage", storage_url, "--format", "json"
+        ).stdout
+    )
+    wd = doc["by_optimizer"]["adam"]["shares"]["weight_decay"]
+    assert wd["share"] > 0.95 and wd["ci95"][0] > 0.95 and wd["shown"] is True
+    assert doc["by_optimizer"]["adamw"]["shares"]["weight_decay"]["share"] < 0.01
+    assert doc["optimizer_interaction"]["shares"]["optimizer x weight_decay"]["shown"] is True
+    table = sweeper("importance", "--study", "split", "--storage", storage_url).stdout
+    assert "adam (16 runs): lr " in table and "across optimizers" in table

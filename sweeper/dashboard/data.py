@@ -1014,6 +1014,7 @@ class SummaryInfo(NamedTuple):
     failures: tuple[tuple[int, str], ...]  # (number, reason), at most MAX_FAILURES_LISTED
     n_without_lr_wd: int  # finished trials that lack lr or weight_decay
     spec: Mapping[str, Any] | None
+    answer: BestInfo | None = None  # the best configuration as the noise model allows
 
 
 def summary_info(snap: StudySnapshot) -> SummaryInfo:
@@ -1051,6 +1052,7 @@ def summary_info(snap: StudySnapshot) -> SummaryInfo:
         failures=failures,
         n_without_lr_wd=sum(1 for t in finished if _lr_wd(t) is None),
         spec=spec if isinstance(spec, Mapping) else None,
+        answer=best_of(snap),
     )
 
 

@@ -520,7 +520,9 @@ class RidgePoint(NamedTuple):
     best: float  # the value of the other one that maximises the surface mean
     mean: float
     std: float
-    supported: bool  # std below SUPPORT_EDGE x the prior's: the data pin this point down
+    # std below SUPPORT_EDGE x the prior's, and the row not flat within noise: the data pin
+    # this point down
+    supported: bool
 
 
 class DecouplingPanel(NamedTuple):
@@ -686,15 +688,24 @@ def _ridge(surface: Surface, along_lr: bool, maximize: bool) -> tuple[RidgePoint
         cells = [(i, int(j)) for i, j in enumerate(pick(surface.mean, axis=1))]
     else:
         cells = [(int(i), j) for j, i in enumerate(pick(surface.mean, axis=0))]
+    # A row flat within noise has an arbitrary argmax: no point there is significantly worse
+    # than the row's peak, so the ridge is not drawn through it.
+    mean = surface.mean if along_lr else surface.mean.T
+    std = surface.std if along_lr else surface.std.T
+    peaks = [j if along_lr else i for i, j in cells]
+    shaped = [
+        bool(np.any(np.abs(mean[r, k] - mean[r]) > nm.Z975 * np.sqrt(std[r] ** 2 + std[r, k] ** 2)))
+        for r, k in enumerate(peaks)
+    ]
     return tuple(
         RidgePoint(
             at=float(surface.weight_decay[i] if along_lr else surface.lr[j]),
             best=float(surface.lr[j] if along_lr else surface.weight_decay[i]),
             mean=float(surface.mean[i, j]),
             std=float(surface.std[i, j]),
-            supported=bool(surface.std[i, j] < edge),
+            supported=bool(surface.std[i, j] < edge) and shaped[k],
         )
-        for i, j in cells
+        for k, (i, j) in enumerate(cells)
     )
 
 

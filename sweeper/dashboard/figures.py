@@ -716,17 +716,6 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
         )
     fig.update_xaxes(range=[0, 1.15], title_text="share of variance", row=1, col=1)
     fig.update_layout(barmode="group")
-    if notes:  # under the first panel, where its numbers are
-        fig.add_annotation(
-            text="<br>".join(notes),
-            xref="x domain",
-            yref="y domain",
-            x=0.5,
-            y=-0.3,
-            yanchor="top",
-            showarrow=False,
-            font={"size": 11, "color": "#555555"},
-        )
     pooled = [(label, r) for label, r in (("PED-ANOVA", info.ped_anova), ("fANOVA", info.fanova))]
     if all(r is None for _, r in pooled):
         fig.add_annotation(
@@ -806,9 +795,11 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=3)
     fig.update_yaxes(title_text="share of variance", range=[0, 1], row=1, col=3)
     sub = f"{info.n_complete} completed trials"
+    if notes:  # the interaction share and per-optimizer notes lead: they are the answer
+        sub += "; " + "; ".join(notes)
     if info.notes:
-        sub += "; " + "; ".join(info.notes)
-    fig = _base(fig, f"{title} <sup>({sub})</sup>", 480)
+        sub += "<br>" + "; ".join(info.notes)
+    fig = _base(fig, f"{title} <sup>({sub})</sup>", 500)
     fig.update_layout(margin={"b": 130}, legend={"y": -0.25, "yanchor": "top"})
     return fig
 

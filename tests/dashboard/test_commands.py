@@ -42,7 +42,7 @@ def test_importance_command_table_json_and_html_plot(shared_url: str, tmp_path: 
     assert doc["per_epoch"][0]["n_pruned"] > 0  # pruned trials were counted
     assert doc["settings"]["fanova_trees"] == 16
     html = plot.read_text(encoding="utf-8")
-    assert "plotly.js v" in html and "PED-ANOVA per epoch" in html
+    assert "plotly.js v" in html and "per epoch (pruned trials count)" in html
     assert result.stderr.strip().endswith(f"wrote {plot}")
 
 

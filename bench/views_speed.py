@@ -86,8 +86,8 @@ def main() -> None:
     import plotly
     import sklearn
 
+    from sweeper.analysis.importance import importance_info
     from sweeper.dashboard.data import snapshot
-    from sweeper.dashboard.importance import importance_info
     from sweeper.dashboard.report import write_report
     from sweeper.dashboard.views import build_views
     from sweeper.storage import open_storage

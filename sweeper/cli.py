@@ -211,19 +211,10 @@ def _work(args: argparse.Namespace, storage: Any, study: Any) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    """Print the best completed trial."""
-    from sweeper.study import best_trial_row
+    """Print the best configuration with its uncertainty (sweeper.dashboard.commands)."""
+    from sweeper.dashboard.commands import cmd_best as best
 
-    row = best_trial_row(_study_for(args))
-    if args.format == "json":
-        print(json.dumps(row, indent=2, default=str))
-        return 0
-    flat = {k: v for k, v in row.items() if k not in ("params", "provenance", "fail_reason")}
-    flat.update(row["provenance"])
-    width = max(len(k) for k in flat)
-    for key, value in flat.items():
-        print(f"{key.ljust(width)}  {_cell(value)}")
-    return 0
+    return best(args)
 
 
 TRIAL_COLUMNS = (

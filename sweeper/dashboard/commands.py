@@ -21,7 +21,10 @@ from sweeper.dashboard.config import DashboardConfig
 from sweeper.errors import SweeperError, UsageError
 
 if TYPE_CHECKING:  # the heavy modules load only when a command runs, not for `sweeper --help`
-    from sweeper.dashboard.importance import ImportanceInfo
+    from sweeper.analysis.best import BestInfo
+    from sweeper.analysis.effects import Decomposition
+    from sweeper.analysis.importance import ImportanceInfo
+    from sweeper.analysis.noise import Config
 
 
 def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -121,6 +124,134 @@ def _write_failed(path: Path, err: OSError) -> SweeperError:
     return SweeperError(f"cannot write {path}: {err.strerror or err}")
 
 
+# -------------------------------------------------------------------------------- best
+
+
+def _config_row(c: Config) -> dict[str, Any]:
+    return {
+        "optimizer": c.optimizer,
+        "lr": c.lr,
+        "weight_decay": c.weight_decay,
+        "mean": c.mean,
+        "ci95": [c.low, c.high] if c.low is not None else None,
+        "n_seeds": c.n,
+        "seeds": list(c.seeds),
+        "trials": list(c.numbers),
+    }
+
+
+def best_rows(row: dict[str, Any], info: BestInfo) -> dict[str, Any]:
+    """``sweeper best --format json``: the best trial's row (keys unchanged: ``value``,
+    ``params``, ``number``, ``seed``, ``epochs_run``, ``provenance``...) plus what the noise
+    model allows one to say: ``configuration`` (the best configuration's mean over seeds, its
+    95% interval), ``noise``, ``within_noise`` (the indistinguishable set) and its ranges,
+    ``verdict`` and ``warnings``."""
+    m = info.model
+    out = dict(row)
+    out["configuration"] = _config_row(info.best) if info.best is not None else None
+    out["noise"] = {
+        "sd_per_run": m.sd_run,
+        "df": m.df,
+        "source": m.source,
+        "replicated_configurations": m.n_replicated,
+        "n_val": m.n_val,
+        "n_val_assumed": m.n_val_assumed,
+        "test_set_floor": (
+            None
+            if info.best is None or m.n_val is None
+            else (info.best.mean * (1 - info.best.mean) / m.n_val) ** 0.5
+        ),
+    }
+    out["within_noise"] = [_config_row(c) for c in info.within]
+    out["within_noise_ranges"] = {
+        "lr": list(info.lr_range) if info.lr_range else None,
+        "weight_decay": list(info.wd_range) if info.wd_range else None,
+        "optimizers": list(info.optimizers_within),
+    }
+    out["verdict"] = info.verdict
+    out["warnings"] = [info.decay.warning] if info.decay and info.decay.warning else []
+    return out
+
+
+def best_table(out: dict[str, Any]) -> str:
+    """``sweeper best``'s table: the answer with its uncertainty first, then the best trial."""
+    conf = out["configuration"]
+    lines = [f"verdict: {out['verdict']}"]
+    if conf is not None:
+        ci = conf["ci95"]
+        where = (
+            f"{conf['optimizer']} lr {conf['lr']:.4g}, wd {conf['weight_decay']:.4g}"
+            if (conf["lr"] is not None and conf["weight_decay"] is not None)
+            else conf["optimizer"]
+        )
+        interval = f" (95% CI {ci[0]:.4f}..{ci[1]:.4f})" if ci else " (noise unknown)"
+        seeds = ", ".join(str(s) for s in conf["seeds"]) or "not recorded"
+        lines.append(
+            f"best configuration: {where}: mean {conf['mean']:.4f}{interval} over "
+            f"{conf['n_seeds']} seed{'s' if conf['n_seeds'] != 1 else ''} ({seeds})"
+        )
+    lines.append(f"noise: {out['noise']['source']}")
+    within = out["within_noise"]
+    if len(within) > 1:
+        r = out["within_noise_ranges"]
+        span = "; ".join(
+            f"{k} {v[0]:.3g}..{v[1]:.3g}"
+            for k, v in (("lr", r["lr"]), ("wd", r["weight_decay"]))
+            if v
+        )
+        lines.append(f"within noise of the best: {len(within)} configurations ({span})")
+        for c in within[:12]:
+            ci = c["ci95"]
+            lines.append(
+                f"  {c['optimizer']:6s} lr {c['lr'] or 0:.3g}  wd {c['weight_decay'] or 0:.3g}  "
+                f"mean {c['mean']:.4f}"
+                + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+                + f"  n={c['n_seeds']}"
+            )
+        if len(within) > 12:
+            lines.append(f"  ... and {len(within) - 12} more (--format json lists them all)")
+    lines += [f"warning: {w}" for w in out["warnings"]]
+    lines.append("")
+    lines.append("best single trial:")
+    flat = {k: v for k, v in out.items() if k in _TRIAL_KEYS}
+    flat.update(out["provenance"])
+    width = max(len(k) for k in flat)
+    for key, value in flat.items():
+        text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"  {key.ljust(width)}  {text}")
+    return "\n".join(lines)
+
+
+_TRIAL_KEYS = (
+    "number",
+    "state",
+    "value",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "seed",
+    "epochs_run",
+    "duration_s",
+    "worker",
+)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    """``sweeper best``: the best configuration with its uncertainty, and the best trial."""
+    from sweeper.dashboard.data import best_of, snapshot
+    from sweeper.study import best_trial_row
+
+    storage = _open(args)
+    study = _load(storage, args.study)
+    row = best_trial_row(study)  # raises the one-line error when nothing completed yet
+    out = best_rows(row, best_of(snapshot(study, storage)))
+    if args.format == "json":
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(best_table(out))
+    return 0
+
+
 # -------------------------------------------------------------------------------- report
 
 
@@ -143,7 +274,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
     """The importance result as plain JSON-ready data (the ``--format json`` output)."""
-    from sweeper.dashboard import importance as imp
+    from sweeper.analysis import importance as imp
 
     return {
         "params": list(info.params),
@@ -160,6 +291,12 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
             for e in info.per_epoch
         ],
         "notes": list(info.notes),
+        "by_optimizer": {name: _decomposition(d) for name, d in info.by_optimizer},
+        "optimizer_interaction": _decomposition(info.across) if info.across else None,
+        "per_epoch_by_optimizer": [
+            {"epoch": e.epoch, "optimizer": e.optimizer, **_decomposition(e.result)}
+            for e in info.per_epoch_by_optimizer
+        ],
         "settings": {
             "ped_anova_top_quantile": imp.PED_TOP_QUANTILE,
             "fanova_trees": imp.FANOVA_TREES,
@@ -168,6 +305,35 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
             "log10_params": ["lr", "weight_decay"],
         },
     }
+
+
+def _decomposition(d: Decomposition) -> dict[str, Any]:
+    return {
+        "n": d.n,
+        "shares": None
+        if d.shares is None
+        else {
+            k: {
+                "share": s.share,
+                "ci95": [s.low, s.high],
+                "effect": s.effect,
+                "shown": s.shown,
+            }
+            for k, s in d.shares.items()
+        },
+        "noise_sd": d.noise_sd,
+        "note": d.note,
+    }
+
+
+def _shares_line(label: str, d: Decomposition) -> str:
+    if d.shares is None:
+        return f"{label}: {d.note}"
+    cells = [
+        f"{k} {s.share:.2f} [{s.low:.2f}, {s.high:.2f}]{'*' if s.shown else ''}"
+        for k, s in d.shares.items()
+    ]
+    return f"{label} ({d.n} runs): " + "; ".join(cells) + (f" ({d.note})" if d.note else "")
 
 
 def importance_table(study: str, info: ImportanceInfo) -> str:
@@ -193,6 +359,15 @@ def importance_table(study: str, info: ImportanceInfo) -> str:
                 num(e.importances, p).rjust(len(c)) for p, c in zip(info.params, cols, strict=True)
             )
             lines.append(f"{e.epoch:5d}  {e.n_trials:6d}  {e.n_pruned:6d}  {vals}")
+    if info.by_optimizer:
+        lines.append("")
+        lines.append(
+            "Per optimizer: share of the fitted surface's variance [95% bootstrap interval]; "
+            "* = more than noise alone gives"
+        )
+        lines += [_shares_line(name, d) for name, d in info.by_optimizer]
+        if info.across is not None:
+            lines.append(_shares_line("across optimizers", info.across))
     lines += [f"note: {n}" for n in info.notes]
     return "\n".join(lines)
 
@@ -226,7 +401,7 @@ def write_importance_plot(figure: Any, path: Path) -> None:
 
 def cmd_importance(args: argparse.Namespace) -> int:
     """Print importances as a table or JSON, and optionally draw them."""
-    from sweeper.dashboard.importance import importance_info
+    from sweeper.analysis.importance import importance_info
 
     if args.plot is not None:
         _check_output(args.plot, (".html", ".htm", ".png"))

@@ -30,12 +30,18 @@ from numpy.typing import NDArray
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.dashboard import surface as gp
+from sweeper.analysis import noise as nm
+from sweeper.analysis import surface as gp
+from sweeper.analysis.best import BestInfo, best_info
+from sweeper.analysis.decay import Schedule, schedule
 from sweeper.errors import UsageError
 
 LR = "lr"
 WD = "weight_decay"
 OPTIMIZER = "optimizer"
+# The trial number a seed replicate re-runs (a user attribute the worker writes on replicates).
+REPLICATE_OF = "replicate_of"
+SEED = "seed"
 # Provenance a worker records on every trial, shown with the best trial, in this order.
 PROVENANCE_KEYS = (
     "seed",
@@ -51,6 +57,9 @@ PROVENANCE_KEYS = (
 # Up to this many distinct values per axis a study is read as a grid (one heatmap cell per
 # value); past it the values are binned. Grid specs in studies/ use 4-8 values per axis.
 MAX_GRID_VALUES = 10
+# A hand-made study (no spec) is read as a grid when this fraction of its configurations sit
+# on the lattice of values that occur at least twice per axis (one probe off it is fine).
+GRID_ON_FRACTION = 0.75
 # Bins per axis for randomly sampled studies: fine enough to see a diagonal ridge, coarse
 # enough that a few hundred trials fill most cells.
 HEATMAP_BINS = 8
@@ -188,6 +197,125 @@ def best_trial(
     return best
 
 
+# --------------------------------------------------------------------------- the study's setup
+
+
+class Setup(NamedTuple):
+    """What the stored spec says about how values were measured and how trials were placed.
+
+    Every field is None when the study has no (readable) spec: a study made by hand.
+    """
+
+    n_val: int | None  # validation images behind each accuracy
+    schedule: Schedule | None  # epochs and steps per epoch of a full run
+    sampler: str | None  # "grid", "tpe", "random", "qmc"
+    grid: tuple[tuple[float, ...], tuple[float, ...]] | None  # (lr values, wd values)
+    lr_space: tuple[float, float] | None
+    wd_space: tuple[float, float] | None
+
+
+def _get(tree: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(tree, Mapping):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def _positive_int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else None
+
+
+def _space(spec: Any, name: str) -> tuple[float, float] | None:
+    low, high = _get(spec, "space", name, "low"), _get(spec, "space", name, "high")
+    if isinstance(low, int | float) and isinstance(high, int | float) and 0 < low <= high:
+        return float(low), float(high)
+    return None
+
+
+def setup(snap: StudySnapshot) -> Setup:
+    """Read the study's stored spec (``user_attrs["spec"]``, as ``spec_to_dict`` wrote it)."""
+    spec = snap.user_attrs.get("spec")
+    if not isinstance(spec, Mapping):
+        return Setup(None, None, None, None, None, None)
+    data = _get(spec, "data") or {}
+    # A spec without val_size/train_size uses the whole CIFAR-10 split (spec.DataSpec).
+    n_val = _positive_int(_get(data, "val_size")) or nm.DEFAULT_N_VAL
+    epochs = _positive_int(_get(spec, "training", "epochs"))
+    batch = _positive_int(_get(spec, "training", "batch_size"))
+    sched = (
+        schedule(epochs, batch, _positive_int(_get(data, "train_size")))
+        if epochs and batch
+        else None
+    )
+    kind = _get(spec, "sampler", "kind")
+    grid = None
+    points = _get(spec, "sampler", "params", "points")
+    if kind == "grid" and isinstance(points, Mapping):
+        lrs, wds = points.get(LR), points.get(WD)
+        if isinstance(lrs, list) and isinstance(wds, list) and lrs and wds:
+            grid = (tuple(sorted(float(x) for x in lrs)), tuple(sorted(float(x) for x in wds)))
+    return Setup(
+        n_val=n_val,
+        schedule=sched,
+        sampler=kind if isinstance(kind, str) else None,
+        grid=grid,
+        lr_space=_space(spec, LR),
+        wd_space=_space(spec, WD),
+    )
+
+
+def _replicate_of(trial: FrozenTrial) -> int | None:
+    x = trial.user_attrs.get(REPLICATE_OF)
+    return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def observations(
+    snap: StudySnapshot, trials: Iterable[FrozenTrial] | None = None
+) -> list[nm.Observation]:
+    """COMPLETE trials with a finite value, as the noise model's observations."""
+    out = []
+    for t in snap.trials if trials is None else trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        v = final_value(t)
+        if v is None:
+            continue
+        xy = _lr_wd(t)
+        seed = t.user_attrs.get(SEED)
+        out.append(
+            nm.Observation(
+                number=t.number,
+                optimizer=optimizer_of(t),
+                lr=xy[0] if xy else None,
+                weight_decay=xy[1] if xy else None,
+                value=v,
+                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                replicate_of=_replicate_of(t),
+            )
+        )
+    return out
+
+
+def noise_of(snap: StudySnapshot) -> nm.NoiseModel:
+    """The study's noise model (``sweeper.analysis.noise``) over its completed trials."""
+    return nm.noise_model(observations(snap), maximize=snap.maximize, n_val=setup(snap).n_val)
+
+
+def best_of(snap: StudySnapshot, model: nm.NoiseModel | None = None) -> BestInfo:
+    """The best configuration, its indistinguishable set, the verdict and the decay warning."""
+    model = model or noise_of(snap)
+    st = setup(snap)
+    space = None
+    adamw = [p for p in trial_points(snap) if p.optimizer == "adamw"]
+    if adamw:
+        lrs = [p.lr for p in adamw]
+        wds = [p.weight_decay for p in adamw]
+        # The space searched when the spec says; else what the trials tried.
+        space = (st.lr_space or (min(lrs), max(lrs)), st.wd_space or (min(wds), max(wds)))
+    return best_info(model, schedule=st.schedule, adamw_space=space)
+
+
 def _bounds(snap: StudySnapshot, name: str, seen: Sequence[float]) -> tuple[float, float]:
     """The search range of ``name`` from the trials' distributions, widened to cover ``seen``.
 
@@ -234,6 +362,9 @@ class Surface(NamedTuple):
     length_scale: float  # in units of the log search range
     noise_std: float  # accuracy units
     n_fit: int
+    # Where the surface is within noise of its peak: peak - mean <= 1.96 sqrt(sd^2 + sd_peak^2).
+    # Far from the data the sd is large, so the region also covers what no trial rules out.
+    within: NDArray[np.bool_] | None = None
 
 
 class LandscapePanel(NamedTuple):
@@ -289,6 +420,24 @@ def _from_unit(u: NDArray[np.float64], bounds: tuple[float, float]) -> NDArray[n
     return np.asarray(10.0 ** (lo + u * (hi - lo)), dtype=np.float64)
 
 
+def _run_sd(model: nm.NoiseModel, y: NDArray[np.float64]) -> float:
+    """The noise model's per-run sd at accuracy ``mean(y)`` (0 when unknown)."""
+    if model.sd_run is None:
+        return 0.0
+    if model.n_val is None:
+        return model.sd_run
+    return max(model.sd_run, nm.floor_sd(float(np.mean(y)), model.n_val))
+
+
+def _within_peak(
+    mean: NDArray[np.float64], std: NDArray[np.float64], maximize: bool
+) -> NDArray[np.bool_]:
+    k = int(np.argmax(mean) if maximize else np.argmin(mean))
+    peak, peak_sd = mean.flat[k], std.flat[k]
+    gap = (peak - mean) if maximize else (mean - peak)
+    return np.asarray(gap <= nm.Z975 * np.sqrt(std**2 + peak_sd**2))
+
+
 def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
     """Trials in the lr x wd plane and, per optimizer, a GP surface over log lr, log wd.
 
@@ -297,6 +446,7 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
     hyperparameters are bad. Pruned trials are drawn on top, marked with their epoch.
     """
     points = trial_points(snap)
+    model = noise_of(snap)
     lr_b = _bounds(snap, LR, [p.lr for p in points])
     wd_b = _bounds(snap, WD, [p.weight_decay for p in points])
     # The colour scale spans completed trials only: pruned trials are drawn in grey, and
@@ -316,7 +466,8 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
             x = np.column_stack(
                 [_unit([p.lr for p in done], lr_b), _unit([p.weight_decay for p in done], wd_b)]
             )
-            fit = gp.fit_surface(x, np.array([p.value for p in done], dtype=np.float64))
+            y = np.array([p.value for p in done], dtype=np.float64)
+            fit = gp.fit_surface(x, y, min_noise_sd=_run_sd(model, y))
             surface = Surface(
                 lr=_from_unit(fit.u, lr_b),
                 weight_decay=_from_unit(fit.v, wd_b),
@@ -326,6 +477,7 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
                 length_scale=fit.length_scale,
                 noise_std=fit.noise_std,
                 n_fit=fit.n_fit,
+                within=_within_peak(fit.mean, fit.std, snap.maximize),
             )
             note = (
                 f"GP on {fit.n_fit} completed trials; length scale {fit.length_scale:g} "
@@ -352,7 +504,13 @@ class Band(NamedTuple):
     n_trials: int  # completed trials in the band
     best_number: int
     best_value: float
-    best_other: float  # the other hyperparameter's value in the best trial
+    best_other: float  # the other hyperparameter's value in the best configuration
+    # The other hyperparameter's range over the band's configurations within noise of the
+    # band's best (noise model): where in the band the best could as well be.
+    within_low: float
+    within_high: float
+    n_within: int
+    flat: bool  # the within-noise range covers the band's whole range of the other
 
 
 class RidgePoint(NamedTuple):
@@ -362,7 +520,9 @@ class RidgePoint(NamedTuple):
     best: float  # the value of the other one that maximises the surface mean
     mean: float
     std: float
-    supported: bool  # std below SUPPORT_EDGE x the prior's: the data pin this point down
+    # std below SUPPORT_EDGE x the prior's, and the row not flat within noise: the data pin
+    # this point down
+    supported: bool
 
 
 class DecouplingPanel(NamedTuple):
@@ -370,7 +530,9 @@ class DecouplingPanel(NamedTuple):
 
     ``slope`` is the least-squares slope of log10(best lr) against log10(wd) over the wd
     bands: about 0 when lr and wd are decoupled (AdamW's claim), about -1 when only the
-    product lr x wd matters (Adam with L2). None with fewer than three bands.
+    product lr x wd matters (Adam with L2). None with fewer than three bands, or when the
+    bands are flat within noise (``slope_note`` says "not identifiable"). ``slope_low`` and
+    ``slope_high`` bound it (95%, a parametric bootstrap of the configuration means).
     """
 
     optimizer: str
@@ -380,6 +542,9 @@ class DecouplingPanel(NamedTuple):
     ridge_wd_by_lr: tuple[RidgePoint, ...]
     slope: float | None
     product: tuple[tuple[float, TrialPoint], ...]  # (lr x wd, trial), completed and pruned
+    slope_low: float | None = None
+    slope_high: float | None = None
+    slope_note: str = ""
 
 
 class DecouplingInfo(NamedTuple):
@@ -388,13 +553,51 @@ class DecouplingInfo(NamedTuple):
     wd_bounds: tuple[float, float]
 
 
+def grid_of(
+    snap: StudySnapshot, points: Sequence[TrialPoint] | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The study's (lr values, wd values) grid, or None when it is not a grid study.
+
+    From the stored spec when there is one: its grid sampler's points, and never a grid for
+    any other sampler (a random study of 10 trials has 10 distinct values per axis, not a
+    10 x 10 grid). A study without a spec (made by hand) is a grid when the values that occur
+    at least twice per axis hold at least ``GRID_ON_FRACTION`` of its configurations and fill
+    at least half of their lattice.
+    """
+    st = setup(snap)
+    if st.grid is not None:
+        return st.grid
+    if st.sampler is not None:
+        return None
+    pts = trial_points(snap) if points is None else points
+    configs = {(p.lr, p.weight_decay) for p in pts}
+    if len(configs) < 4:
+        return None
+    lr_counts: dict[float, int] = {}
+    wd_counts: dict[float, int] = {}
+    for lr, wd in configs:
+        lr_counts[lr] = lr_counts.get(lr, 0) + 1
+        wd_counts[wd] = wd_counts.get(wd, 0) + 1
+    lrs = sorted(v for v, k in lr_counts.items() if k >= 2)
+    wds = sorted(v for v, k in wd_counts.items() if k >= 2)
+    if not (2 <= len(lrs) <= MAX_GRID_VALUES and 2 <= len(wds) <= MAX_GRID_VALUES):
+        return None
+    on = [c for c in configs if c[0] in lr_counts and lr_counts[c[0]] >= 2 and c[1] in wds]
+    if len(on) < GRID_ON_FRACTION * len(configs) or len(on) < 0.5 * len(lrs) * len(wds):
+        return None
+    return tuple(lrs), tuple(wds)
+
+
 def _edges(
-    values: Sequence[float], bounds: tuple[float, float], n_bins: int
+    values: Sequence[float],
+    bounds: tuple[float, float],
+    n_bins: int,
+    grid: Sequence[float] | None = None,
 ) -> list[tuple[float, float, float]]:
-    """Bands ``(low, high, centre)``: one per distinct value for a grid, else log bins."""
-    distinct = sorted(set(values))
-    if 0 < len(distinct) <= MAX_GRID_VALUES:
-        return [(v, v, v) for v in distinct]
+    """Bands ``(low, high, centre)``: one per grid value for a grid study, else log bins."""
+    del values  # bands follow the study's design, never the values that happen to occur
+    if grid:
+        return [(v, v, v) for v in grid]
     cuts = np.geomspace(bounds[0], bounds[1], n_bins + 1)
     return [(float(a), float(b), float(math.sqrt(a * b))) for a, b in itertools.pairwise(cuts)]
 
@@ -408,27 +611,69 @@ def _in_band(x: float, band: tuple[float, float, float], last: bool) -> bool:
 
 def _bands(
     snap: StudySnapshot,
-    done: Sequence[TrialPoint],
+    configs: Sequence[nm.Config],
+    model: nm.NoiseModel,
     key: str,
     bounds: tuple[float, float],
-) -> tuple[Band, ...]:
-    get = (lambda p: p.lr) if key == LR else (lambda p: p.weight_decay)
-    get_other = (lambda p: p.weight_decay) if key == LR else (lambda p: p.lr)
-    n_bins = max(3, min(MAX_BANDS, len(done) // TRIALS_PER_BAND))
-    edges = _edges([get(p) for p in done], bounds, n_bins)
-    bands = []
+    grid: Sequence[float] | None = None,
+) -> tuple[tuple[Band, ...], list[list[nm.Config]]]:
+    """Bands of ``key`` with the best configuration in each and the range within its noise."""
+    get = (lambda c: c.lr) if key == LR else (lambda c: c.weight_decay)
+    get_other = (lambda c: c.weight_decay) if key == LR else (lambda c: c.lr)
+    n_bins = max(3, min(MAX_BANDS, sum(c.n for c in configs) // TRIALS_PER_BAND))
+    edges = _edges([get(c) for c in configs], bounds, n_bins, grid)
+    bands, members = [], []
     for i, edge in enumerate(edges):
-        inside = [p for p in done if _in_band(get(p), edge, i == len(edges) - 1)]
+        inside = [c for c in configs if _in_band(get(c), edge, i == len(edges) - 1)]
         if not inside:
             continue
-        best = inside[0]
-        for p in inside[1:]:
-            if _better(snap, p.value, best.value):  # type: ignore[arg-type]
-                best = p
+        ranked = nm.indistinguishable(model, inside)
+        best = ranked[0]
+        others = [get_other(c) for c in ranked]
+        tried = [get_other(c) for c in inside]
+        flat = len(set(tried)) > 1 and min(others) <= min(tried) and max(others) >= max(tried)
         bands.append(
-            Band(edge[0], edge[1], edge[2], len(inside), best.number, best.value, get_other(best))  # type: ignore[arg-type]
+            Band(
+                low=edge[0],
+                high=edge[1],
+                center=edge[2],
+                n_trials=sum(c.n for c in inside),
+                best_number=best.numbers[0],
+                best_value=best.mean,
+                best_other=get_other(best),
+                within_low=min(others),
+                within_high=max(others),
+                n_within=len(ranked),
+                flat=flat,
+            )
         )
-    return tuple(bands)
+        members.append(inside)
+    return tuple(bands), members
+
+
+def _slope_interval(
+    bands: Sequence[Band], members: Sequence[Sequence[nm.Config]], model: nm.NoiseModel
+) -> tuple[float | None, float | None, str]:
+    """A 95% interval for the slope of the wd ``bands``' best lr: redraw every
+    configuration's mean (normal, sd = its standard error), re-pick each band's best, refit."""
+    if len(bands) < 3:
+        return None, None, "fewer than 3 bands"
+    if all(b.flat for b in bands):
+        return None, None, "not identifiable: every band is flat within noise"
+    if any(c.se is None for m in members for c in m):
+        return None, None, "noise unknown"
+    rng = np.random.default_rng(0)
+    x = np.log10([b.center for b in bands])
+    slopes = []
+    for _ in range(SLOPE_DRAWS):
+        ys = []
+        for inside in members:
+            draws = [c.mean + c.se * rng.standard_normal() for c in inside]  # type: ignore[operator]
+            pick = int(np.argmax(draws) if model.maximize else np.argmin(draws))
+            ys.append(float(inside[pick].lr))  # type: ignore[arg-type]
+        y = np.log10(ys)
+        slopes.append(float(np.polyfit(x, y, 1)[0]))
+    return float(np.percentile(slopes, 2.5)), float(np.percentile(slopes, 97.5)), ""
 
 
 def _ridge(surface: Surface, along_lr: bool, maximize: bool) -> tuple[RidgePoint, ...]:
@@ -443,16 +688,28 @@ def _ridge(surface: Surface, along_lr: bool, maximize: bool) -> tuple[RidgePoint
         cells = [(i, int(j)) for i, j in enumerate(pick(surface.mean, axis=1))]
     else:
         cells = [(int(i), j) for j, i in enumerate(pick(surface.mean, axis=0))]
+    # A row flat within noise has an arbitrary argmax: no point there is significantly worse
+    # than the row's peak, so the ridge is not drawn through it.
+    mean = surface.mean if along_lr else surface.mean.T
+    std = surface.std if along_lr else surface.std.T
+    peaks = [j if along_lr else i for i, j in cells]
+    shaped = [
+        bool(np.any(np.abs(mean[r, k] - mean[r]) > nm.Z975 * np.sqrt(std[r] ** 2 + std[r, k] ** 2)))
+        for r, k in enumerate(peaks)
+    ]
     return tuple(
         RidgePoint(
             at=float(surface.weight_decay[i] if along_lr else surface.lr[j]),
             best=float(surface.lr[j] if along_lr else surface.weight_decay[i]),
             mean=float(surface.mean[i, j]),
             std=float(surface.std[i, j]),
-            supported=bool(surface.std[i, j] < edge),
+            supported=bool(surface.std[i, j] < edge) and shaped[k],
         )
-        for i, j in cells
+        for k, (i, j) in enumerate(cells)
     )
+
+
+SLOPE_DRAWS = 200  # bootstrap draws for the slope's interval: percentiles stable to ~0.02
 
 
 def _slope(bands: Sequence[Band]) -> float | None:
@@ -466,16 +723,25 @@ def _slope(bands: Sequence[Band]) -> float | None:
 
 
 def decoupling_info(snap: StudySnapshot, landscape: LandscapeInfo | None = None) -> DecouplingInfo:
-    """Best lr per wd band, best wd per lr band, the surface's ridges, and acc vs lr x wd.
+    """Per band, the best configuration and the range within its noise; the slope with its
+    interval or "not identifiable"; the surface's ridges; accuracy against lr x wd.
 
     ``landscape`` is reused for the ridges when given (it holds the fitted surfaces).
     """
     land = landscape if landscape is not None else landscape_info(snap)
+    model = noise_of(snap)
+    grid = grid_of(snap)
     panels = []
     for panel in land.panels:
-        done = [p for p in panel.points if p.state == "complete" and p.value is not None]
-        by_wd = _bands(snap, done, WD, land.wd_bounds)
-        by_lr = _bands(snap, done, LR, land.lr_bounds)
+        configs = [
+            c
+            for c in model.configs
+            if c.optimizer == panel.optimizer and c.lr is not None and c.weight_decay is not None
+        ]
+        by_wd, wd_members = _bands(snap, configs, model, WD, land.wd_bounds, grid and grid[1])
+        by_lr, _ = _bands(snap, configs, model, LR, land.lr_bounds, grid and grid[0])
+        low, high, note = _slope_interval(by_wd, wd_members, model)
+        slope = None if note.startswith("not identifiable") else _slope(by_wd)
         panels.append(
             DecouplingPanel(
                 optimizer=panel.optimizer,
@@ -483,10 +749,13 @@ def decoupling_info(snap: StudySnapshot, landscape: LandscapeInfo | None = None)
                 wd_by_lr=by_lr,
                 ridge_lr_by_wd=_ridge(panel.surface, True, snap.maximize) if panel.surface else (),
                 ridge_wd_by_lr=_ridge(panel.surface, False, snap.maximize) if panel.surface else (),
-                slope=_slope(by_wd),
+                slope=slope,
                 product=tuple(
                     (p.lr * p.weight_decay, p) for p in panel.points if p.value is not None
                 ),
+                slope_low=low,
+                slope_high=high,
+                slope_note=note,
             )
         )
     return DecouplingInfo(tuple(panels), land.lr_bounds, land.wd_bounds)
@@ -506,6 +775,8 @@ class Heatmap(NamedTuple):
     n_complete: NDArray[np.int64]
     n_pruned: NDArray[np.int64]
     best_cell: tuple[int, int] | None  # (row, column) of the best mean in the study's direction
+    # Cells not significantly worse than the best cell (noise model: se = sd / sqrt(n)).
+    within: NDArray[np.bool_] | None = None
 
 
 class ComparisonInfo(NamedTuple):
@@ -522,19 +793,23 @@ class ComparisonInfo(NamedTuple):
     heatmaps: tuple[Heatmap, ...]
     zrange: tuple[float, float] | None
     binned: bool
+    off_grid: tuple[TrialPoint, ...] = ()  # trials of a grid study off its grid, drawn on top
 
 
 def comparison_info(snap: StudySnapshot) -> ComparisonInfo:
     """Per optimizer, mean final accuracy on a shared lr x wd lattice (the AdamW paper's view).
 
-    A grid study (``MAX_GRID_VALUES`` or fewer distinct values per axis) gets a cell per grid
-    value; a sampled study gets ``HEATMAP_BINS`` log-spaced bins per axis.
+    A grid study (``grid_of``: the spec's grid) gets a cell per grid value and its off-grid
+    trials as points on top; any other study gets ``HEATMAP_BINS`` log-spaced bins per axis.
     """
     points = trial_points(snap)
     lr_b = _bounds(snap, LR, [p.lr for p in points])
     wd_b = _bounds(snap, WD, [p.weight_decay for p in points])
-    lr_cells = _edges([p.lr for p in points], lr_b, HEATMAP_BINS)
-    wd_cells = _edges([p.weight_decay for p in points], wd_b, HEATMAP_BINS)
+    grid = grid_of(snap, points)
+    lr_cells = _edges([p.lr for p in points], lr_b, HEATMAP_BINS, grid and grid[0])
+    wd_cells = _edges([p.weight_decay for p in points], wd_b, HEATMAP_BINS, grid and grid[1])
+    model = noise_of(snap)
+    off_grid: list[TrialPoint] = []
     heatmaps = []
     for name in optimizers(snap):
         shape = (len(wd_cells), len(lr_cells))
@@ -547,6 +822,7 @@ def comparison_info(snap: StudySnapshot) -> ComparisonInfo:
             i = _cell(p.weight_decay, wd_cells)
             j = _cell(p.lr, lr_cells)
             if i is None or j is None:
+                off_grid.append(p)
                 continue
             if p.state == "complete" and p.value is not None:
                 total[i, j] += p.value
@@ -560,7 +836,9 @@ def comparison_info(snap: StudySnapshot) -> ComparisonInfo:
             flat = np.nanargmax(mean) if snap.maximize else np.nanargmin(mean)
             row, col = np.unravel_index(flat, mean.shape)
             best = (int(row), int(col))
-        heatmaps.append(Heatmap(name, mean, n_done, n_pruned, best))
+        heatmaps.append(
+            Heatmap(name, mean, n_done, n_pruned, best, _within_cells(model, mean, n_done, best))
+        )
     finite = [h.mean[np.isfinite(h.mean)] for h in heatmaps]
     values = np.concatenate(finite) if finite else np.array([])
     return ComparisonInfo(
@@ -570,8 +848,28 @@ def comparison_info(snap: StudySnapshot) -> ComparisonInfo:
         wd_edges=tuple((a, b) for a, b, _ in wd_cells),
         heatmaps=tuple(heatmaps),
         zrange=(float(values.min()), float(values.max())) if values.size else None,
-        binned=any(a != b for a, b, _ in lr_cells + wd_cells),
+        binned=grid is None,
+        off_grid=tuple(off_grid),
     )
+
+
+def _within_cells(
+    model: nm.NoiseModel,
+    mean: NDArray[np.float64],
+    n: NDArray[np.int64],
+    best: tuple[int, int] | None,
+) -> NDArray[np.bool_] | None:
+    """Cells whose mean is not significantly worse than the best cell's."""
+    if best is None or model.sd_run is None:
+        return None
+    sd = np.full(mean.shape, model.sd_run)
+    if model.n_val is not None:
+        p = np.clip(np.nan_to_num(mean), 0.0, 1.0)
+        sd = np.maximum(sd, np.sqrt(p * (1 - p) / model.n_val))
+    se = sd / np.sqrt(np.maximum(n, 1))
+    gap = (mean[best] - mean) if model.maximize else (mean - mean[best])
+    with np.errstate(invalid="ignore"):
+        return np.asarray((n > 0) & (gap <= model.t * np.sqrt(se**2 + se[best] ** 2)))
 
 
 def _cell(x: float, cells: Sequence[tuple[float, float, float]]) -> int | None:
@@ -727,6 +1025,7 @@ class SummaryInfo(NamedTuple):
     failures: tuple[tuple[int, str], ...]  # (number, reason), at most MAX_FAILURES_LISTED
     n_without_lr_wd: int  # finished trials that lack lr or weight_decay
     spec: Mapping[str, Any] | None
+    answer: BestInfo | None = None  # the best configuration as the noise model allows
 
 
 def summary_info(snap: StudySnapshot) -> SummaryInfo:
@@ -764,6 +1063,7 @@ def summary_info(snap: StudySnapshot) -> SummaryInfo:
         failures=failures,
         n_without_lr_wd=sum(1 for t in finished if _lr_wd(t) is None),
         spec=spec if isinstance(spec, Mapping) else None,
+        answer=best_of(snap),
     )
 
 

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from numpy.typing import NDArray
 from plotly.subplots import make_subplots
 
+from sweeper.analysis.importance import ImportanceInfo
 from sweeper.dashboard.data import (
     SUPPORT_EDGE,
     ComparisonInfo,
@@ -33,7 +34,6 @@ from sweeper.dashboard.data import (
     TimelineInfo,
     TrialPoint,
 )
-from sweeper.dashboard.importance import ImportanceInfo
 
 # Accuracy colour scale: perceptually uniform and readable by colour-blind users.
 ACCURACY_SCALE = "Viridis"
@@ -53,6 +53,9 @@ FONT = {"family": "DejaVu Sans, Arial, sans-serif", "size": 13}
 # Log axes label decades as powers of ten and, between them, only 2 and 5: every digit
 # crowds the axis once a panel spans more than two decades.
 LOG_AXIS = {"type": "log", "exponentformat": "power", "dtick": "D2"}
+# Axes spanning many decades (lr x wd): decades only, or the 2 and 5 labels run into the
+# powers of ten ("10^-82 ... 10^-52").
+LOG_DECADES = {"type": "log", "exponentformat": "power", "dtick": 1}
 
 
 def _colour(optimizer: str, index: int = 0) -> str:
@@ -308,6 +311,23 @@ def landscape_figure(info: LandscapeInfo) -> go.Figure:
                 row=row,
                 col=1,
             )
+            if s.within is not None and not s.within.all():
+                fig.add_trace(
+                    go.Contour(
+                        x=s.lr,
+                        y=s.weight_decay,
+                        z=s.within.astype(float),
+                        contours={"coloring": "none", "start": 0.5, "end": 0.5, "size": 1.0},
+                        line={"color": BEST_COLOUR, "width": 2.5},
+                        name="within noise of the surface's peak",
+                        legendgroup="within",
+                        showlegend=row == 1,
+                        showscale=False,
+                        hoverinfo="skip",
+                    ),
+                    row=row,
+                    col=1,
+                )
             fig.add_trace(
                 go.Heatmap(
                     x=s.lr,
@@ -326,14 +346,15 @@ def landscape_figure(info: LandscapeInfo) -> go.Figure:
                 col=2,
             )
         else:
+            # Inside the panel, not above it: above, it ran into the subplot's title.
             fig.add_annotation(
                 text=f"no surface: {panel.note}",
                 xref="x domain" if row == 1 else f"x{2 * row - 1} domain",
                 yref="y domain" if row == 1 else f"y{2 * row - 1} domain",
                 x=0.5,
-                y=1.0,
-                yanchor="bottom",
+                y=0.5,
                 showarrow=False,
+                bgcolor="rgba(255,255,255,0.8)",
                 font={"size": 12, "color": "#555555"},
             )
         first_bar = not colorbar_drawn and any(
@@ -393,6 +414,15 @@ def landscape_figure(info: LandscapeInfo) -> go.Figure:
 # --------------------------------------------------------------------------- 2. decoupling
 
 
+def _slope_text(p: Any) -> str:
+    name = _name(p.optimizer)
+    if p.slope is None:
+        return f"{name} {p.slope_note or 'n/a'}"
+    if p.slope_low is not None and p.slope_high is not None:
+        return f"{name} {p.slope:+.2f} [{p.slope_low:+.2f}, {p.slope_high:+.2f}]"
+    return f"{name} {p.slope:+.2f}"
+
+
 def decoupling_figure(info: DecouplingInfo) -> go.Figure:
     """Best lr per wd band, best wd per lr band, accuracy against lr × wd; one colour per optimizer.
 
@@ -402,9 +432,7 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
     title = "Decoupling: does the best lr move when weight decay changes?"
     if not any(p.lr_by_wd for p in info.panels):
         return empty_figure(title, "No completed trial with lr and weight decay yet.")
-    slopes = ", ".join(
-        f"{_name(p.optimizer)} {p.slope:+.2f}" for p in info.panels if p.slope is not None
-    )
+    slopes = ", ".join(_slope_text(p) for p in info.panels)
     if slopes:
         title += (
             f" <sup>(slope of log best-lr on log wd: {slopes}; 0 = decoupled, −1 = coupled)</sup>"
@@ -450,21 +478,27 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
                     mode="markers+lines",
                     line={"color": colour, "width": 1},
                     marker={"color": colour, "size": 10, "line": {"width": 1, "color": "white"}},
-                    error_x={
+                    # The bar spans the values within noise of the band's best: the best
+                    # could as well sit anywhere on it.
+                    error_y={
                         "type": "data",
                         "symmetric": False,
-                        "array": [b.high - b.center for b in bands],
-                        "arrayminus": [b.center - b.low for b in bands],
+                        "array": [b.within_high - b.best_other for b in bands],
+                        "arrayminus": [b.best_other - b.within_low for b in bands],
                         "color": colour,
-                        "thickness": 1,
-                        "width": 0,
+                        "thickness": 2,
+                        "width": 6,
                     },
-                    name=f"{name}: best trial per band",
+                    name=f"{name}: best per band (bar: within noise)",
                     legendgroup=f"{p.optimizer}-bands",
                     showlegend=col == 1,
-                    customdata=[[b.best_number, b.best_value, b.n_trials] for b in bands],
+                    customdata=[
+                        [b.best_number, b.best_value, b.n_trials, b.within_low, b.within_high]
+                        for b in bands
+                    ],
                     hovertemplate="band centre %{x:.3g}: best %{y:.3g}<br>trial %{customdata[0]}"
-                    ", val acc %{customdata[1]:.4f}<br>%{customdata[2]} completed in band"
+                    ", mean val acc %{customdata[1]:.4f}<br>within noise: %{customdata[3]:.3g}"
+                    "..%{customdata[4]:.3g}<br>%{customdata[2]} completed in band"
                     "<extra>" + name + "</extra>",
                 ),
                 row=1,
@@ -516,7 +550,7 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
     fig.update_yaxes(
         **LOG_AXIS, title_text="best weight decay", row=1, col=2, range=_log_range(info.wd_bounds)
     )
-    fig.update_xaxes(**LOG_AXIS, title_text="lr × weight decay (decay per step)", row=1, col=3)
+    fig.update_xaxes(**LOG_DECADES, title_text="lr × weight decay (decay per step)", row=1, col=3)
     fig.update_yaxes(title_text="validation accuracy", row=1, col=3)
     return _base(fig, title, 520)
 
@@ -546,7 +580,13 @@ def comparison_figure(info: ComparisonInfo) -> go.Figure:
     for col, h in enumerate(info.heatmaps, start=1):
         text = [
             [
-                ("★ " if h.best_cell == (i, j) else "")
+                (
+                    "★ "
+                    if h.best_cell == (i, j)
+                    else "≈ "
+                    if h.within is not None and h.within[i, j]
+                    else ""
+                )
                 + (_fmt(h.mean[i, j], 3) if h.n_complete[i, j] else "")
                 + (f"<br>{h.n_pruned[i, j]} pruned" if h.n_pruned[i, j] else "")
                 for j in range(len(info.lr))
@@ -573,6 +613,30 @@ def comparison_figure(info: ComparisonInfo) -> go.Figure:
             row=1,
             col=col,
         )
+        off = [p for p in info.off_grid if p.optimizer == h.optimizer and p.value is not None]
+        if off:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.lr for p in off],
+                    y=[p.weight_decay for p in off],
+                    mode="markers+text",
+                    text=[_fmt(p.value, 3) for p in off],
+                    textposition="top center",
+                    marker={
+                        "symbol": "diamond",
+                        "size": 10,
+                        "color": "white",
+                        "line": {"width": 2, "color": "#222222"},
+                    },
+                    name="off-grid trial",
+                    showlegend=col == 1,
+                    hovertemplate="trial %{customdata}: lr %{x:.3g}, wd %{y:.3g}<br>val acc "
+                    "%{text}<extra>off the grid</extra>",
+                    customdata=[p.number for p in off],
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(**LOG_AXIS, title_text="learning rate (log)")
     fig.update_yaxes(**LOG_AXIS, title_text="weight decay (log)", col=1)
     fig.update_yaxes(**LOG_AXIS)
@@ -585,103 +649,159 @@ def comparison_figure(info: ComparisonInfo) -> go.Figure:
         }
     )
     sub = "grid values" if not info.binned else "log-spaced bins"
-    return _base(fig, f"{title} <sup>({sub}; ★ best cell; blank = no completed trial)</sup>", 500)
+    return _base(
+        fig,
+        f"{title} <sup>({sub}; ★ best cell, ≈ within noise of it; blank = no completed "
+        "trial)</sup>",
+        500,
+    )
 
 
 # --------------------------------------------------------------------------- 4. importance
 
 
 def importance_figure(info: ImportanceInfo) -> go.Figure:
-    """PED-ANOVA and fANOVA side by side, and PED-ANOVA per epoch over every trial reaching it."""
+    """Per optimizer, the shares of lr, wd and their interaction with 95% bootstrap intervals
+    (left); Optuna's pooled PED-ANOVA and fANOVA (middle); per epoch, each optimizer's lr and
+    wd shares with their intervals (right). Notes replace a panel that has nothing to show."""
     title = "Hyperparameter importance"
-    if not info.params:
+    if not info.params and not info.by_optimizer:
         return empty_figure(title, "; ".join(info.notes) or "No parameters to assess.")
+    several = len(info.by_optimizer) > 1
     fig = make_subplots(
         rows=1,
         cols=3,
-        column_widths=[0.25, 0.25, 0.5],
-        horizontal_spacing=0.1,
+        column_widths=[0.34, 0.22, 0.44],
+        horizontal_spacing=0.11,
         subplot_titles=(
-            "PED-ANOVA (completed trials)",
-            "fANOVA (completed trials)",
-            "PED-ANOVA per epoch (pruned trials count)",
+            "per optimizer (95% bootstrap; ✱ more than noise)",
+            "Optuna's evaluators" + (", optimizers pooled" if several else ""),
+            "per epoch (pruned trials count)",
         ),
-        specs=[[{}, {}, {"secondary_y": True}]],
     )
+    terms = ["lr", "weight_decay", "lr x weight_decay"]
+    notes = []
+    for k, (name, d) in enumerate(info.by_optimizer):
+        if d.shares is None:
+            notes.append(f"{_name(name)}: {d.note}")
+            continue
+        got = [d.shares[t] for t in terms if t in d.shares]
+        fig.add_trace(
+            go.Bar(
+                x=[s.share for s in got],
+                y=[LABELS.get(t, t.replace("weight_decay", "wd")) for t in terms if t in d.shares],
+                orientation="h",
+                name=_name(name),
+                marker={"color": _colour(name, k)},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [s.high - s.share for s in got],
+                    "arrayminus": [s.share - s.low for s in got],
+                    "color": "#333333",
+                    "thickness": 1.5,
+                },
+                text=[f"{s.share:.2f}{' ✱' if s.shown else ''}" for s in got],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{y}: %{x:.3f}<extra>" + _name(name) + "</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    if info.across is not None and info.across.shares:
+        inter = info.across.shares["optimizer x weight_decay"]
+        notes.append(
+            f"optimizer × wd explains {inter.share:.2f} [{inter.low:.2f}, {inter.high:.2f}]"
+        )
+    fig.update_xaxes(range=[0, 1.15], title_text="share of variance", row=1, col=1)
+    fig.update_layout(barmode="group")
+    pooled = [(label, r) for label, r in (("PED-ANOVA", info.ped_anova), ("fANOVA", info.fanova))]
+    if all(r is None for _, r in pooled):
+        fig.add_annotation(
+            text="not enough data" if info.n_complete < 8 else "no variance to attribute",
+            xref="x2 domain",
+            yref="y2 domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+        )
     order = list(reversed(info.params))
-    for col, result in ((1, info.ped_anova), (2, info.fanova)):
-        if result is None:
-            fig.add_annotation(
-                text="not enough data",
-                xref=f"x{col if col > 1 else ''} domain",
-                yref=f"y{col if col > 1 else ''} domain",
-                x=0.5,
-                y=0.5,
-                showarrow=False,
-            )
+    for k, (label, r) in enumerate(pooled):
+        if r is None:
             continue
         fig.add_trace(
             go.Bar(
-                x=[result.get(p, 0.0) for p in order],
+                x=[r.get(p, 0.0) for p in order],
                 y=[LABELS.get(p, p) for p in order],
                 orientation="h",
-                marker={"color": [_param_colour(p) for p in order]},
-                text=[f"{result.get(p, 0.0):.2f}" for p in order],
+                name=label,
+                marker={"color": ("#999999", "#555555")[k]},
+                text=[f"{r.get(p, 0.0):.2f}" for p in order],
                 textposition="auto",
-                showlegend=False,
-                hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+                hovertemplate="%{y}: %{x:.3f}<extra>" + label + "</extra>",
             ),
             row=1,
-            col=col,
+            col=2,
         )
-        fig.update_xaxes(range=[0, 1], title_text="share of importance", row=1, col=col)
-    epochs = [e for e in info.per_epoch]
-    if epochs:
-        fig.add_trace(
-            go.Bar(
-                x=[e.epoch for e in epochs],
-                y=[e.n_trials for e in epochs],
-                marker={"color": "rgba(150,150,150,0.25)"},
-                name="trials reaching the epoch",
-                customdata=[e.n_pruned for e in epochs],
-                hovertemplate="epoch %{x}: %{y} trials, %{customdata} of them later pruned"
-                "<extra></extra>",
-            ),
-            row=1,
-            col=3,
-            secondary_y=True,
-        )
-        for p in info.params:
+    fig.update_xaxes(range=[0, 1], title_text="share", row=1, col=2)
+    by_epoch = info.per_epoch_by_optimizer
+    names = list(dict.fromkeys(e.optimizer for e in by_epoch))
+    for k, name in enumerate(names):
+        for t, dash in (("lr", "solid"), ("weight_decay", "dot")):
+            rows = [e for e in by_epoch if e.optimizer == name and e.result.shares]
+            if not rows:
+                continue
+            xs = [e.epoch for e in rows]
+            shares = [e.result.shares[t] for e in rows]  # type: ignore[index]
+            colour = _colour(name, k)
             fig.add_trace(
                 go.Scatter(
-                    x=[e.epoch for e in epochs if e.importances is not None],
-                    y=[e.importances.get(p, 0.0) for e in epochs if e.importances is not None],
-                    mode="lines+markers",
-                    name=LABELS.get(p, p),
-                    line={"color": _param_colour(p), "width": 2},
-                    hovertemplate="epoch %{x}: %{y:.3f}<extra>" + LABELS.get(p, p) + "</extra>",
+                    x=xs + xs[::-1],
+                    y=[s.high for s in shares] + [s.low for s in shares][::-1],
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.12),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
                 ),
                 row=1,
                 col=3,
-                secondary_y=False,
             )
-        fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=3)
-        fig.update_yaxes(
-            title_text="share of importance", range=[0, 1], row=1, col=3, secondary_y=False
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=[s.share for s in shares],
+                    mode="lines+markers",
+                    name=f"{_name(name)} {LABELS.get(t, t)}",
+                    line={"color": colour, "width": 2, "dash": dash},
+                    customdata=[[s.low, s.high] for s in shares],
+                    hovertemplate="epoch %{x}: %{y:.3f} [%{customdata[0]:.2f}, "
+                    "%{customdata[1]:.2f}]<extra>" + f"{_name(name)} {LABELS.get(t, t)}</extra>",
+                ),
+                row=1,
+                col=3,
+            )
+    if not any(e.result.shares for e in by_epoch):
+        fig.add_annotation(
+            text="no epoch with enough trials",
+            xref="x3 domain",
+            yref="y3 domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
         )
-        fig.update_yaxes(
-            title_text="trials",
-            row=1,
-            col=3,
-            secondary_y=True,
-            showgrid=False,
-            tickformat="d",
-            rangemode="tozero",
-        )
+    epochs = sorted({e.epoch for e in by_epoch})
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=3)
+    fig.update_yaxes(title_text="share of variance", range=[0, 1], row=1, col=3)
     sub = f"{info.n_complete} completed trials"
+    if notes:  # the interaction share and per-optimizer notes lead: they are the answer
+        sub += "; " + "; ".join(notes)
     if info.notes:
-        sub += "; " + "; ".join(info.notes)
-    return _base(fig, f"{title} <sup>({sub})</sup>", 440)
+        sub += "<br>" + "; ".join(info.notes)
+    fig = _base(fig, f"{title} <sup>({sub})</sup>", 500)
+    fig.update_layout(margin={"b": 130}, legend={"y": -0.25, "yanchor": "top"})
+    return fig
 
 
 def _param_colour(name: str) -> str:
@@ -815,7 +935,10 @@ def curves_figure(info: CurvesInfo) -> go.Figure:
     sub = f"{len(info.curves)} trials" + (
         f"; {info.n_silent} reported no epoch" if info.n_silent else ""
     )
-    return _legend_on_top(_base(fig, f"{title} <sup>({sub})</sup>", 460))
+    # The legend goes below the plot: above it, it covered the title's subtitle.
+    fig = _base(fig, f"{title} <sup>({sub})</sup>", 500)
+    fig.update_layout(legend={"orientation": "h", "y": -0.2, "yanchor": "top", "x": 0.0})
+    return fig
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:

@@ -71,6 +71,30 @@ def summary_html(info: SummaryInfo) -> str:
         "<table class='summary' id='summary-counts'>"
         f"<tr><th>trials</th><td class='num'>{info.n_trials}</td></tr>{counts}</table>"
     ]
+    a = info.answer
+    if a is not None and a.best is not None:
+        cfg = a.best
+        ci = (
+            f" (95% CI {cfg.low:.4f}..{cfg.high:.4f})"
+            if cfg.low is not None
+            else " (noise unknown)"
+        )
+        where = f"lr {cfg.lr:.3g}, wd {cfg.weight_decay:.3g}" if cfg.lr and cfg.weight_decay else ""
+        parts.append(
+            "<div id='summary-verdict'><p><b>"
+            + _cell(a.verdict)
+            + "</b></p><p>best configuration: "
+            + _cell(f"{cfg.optimizer} {where}: mean {cfg.mean:.4f}{ci} over {cfg.n} seed(s)")
+            + "<br>noise: "
+            + _cell(a.model.source)
+            + "</p>"
+            + (
+                f"<p class='warning'>⚠ {_cell(a.decay.warning)}</p>"
+                if a.decay and a.decay.warning
+                else ""
+            )
+            + "</div>"
+        )
     if info.best is not None:
         b = info.best
         rows = [

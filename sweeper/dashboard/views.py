@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import plotly.graph_objects as go
 
+from sweeper.analysis.importance import ImportanceInfo, importance_info
 from sweeper.dashboard import figures
 from sweeper.dashboard.data import (
     ComparisonInfo,
@@ -30,7 +31,6 @@ from sweeper.dashboard.data import (
     summary_info,
     timeline_info,
 )
-from sweeper.dashboard.importance import ImportanceInfo, importance_info
 
 
 class Views(NamedTuple):

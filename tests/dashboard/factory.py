@@ -29,7 +29,7 @@ WD_RANGE = (1e-4, 1e-2)
 WORKERS = ("gpu-a:4101", "gpu-a:4102", "gpu-b:5201", "gpu-b:5202")
 T0 = dt.datetime(2026, 3, 1, 9, 0, 0)
 # studies/adam_vs_adamw.toml's grid: 4 x 4 per optimizer.
-ADAM_VS_ADAMW_GRID = ((1e-4, 2.2e-4, 4.6e-4, 1e-3), (1e-4, 4.6e-4, 2.2e-3, 1e-2))
+ADAM_VS_ADAMW_GRID = ((1e-4, 2.2e-4, 4.6e-4, 1e-3), (1e-4, 1e-3, 1e-2, 1e-1))
 
 
 def distributions(optimizers: Sequence[str]) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -233,4 +233,6 @@ def add_grid(url: str) -> None:
     trials = synthetic_trials(
         0, grid=ADAM_VS_ADAMW_GRID, optimizers=("adamw", "adam"), epochs=5, prune=False
     )
+    for t in trials:  # the spec's wd range reaches 1e-1
+        t.distributions["weight_decay"] = FloatDistribution(1e-4, 1e-1, log=True)
     create_study(url, GRID, trials, spec=spec)

@@ -42,7 +42,7 @@ def test_importance_command_table_json_and_html_plot(shared_url: str, tmp_path: 
     assert doc["per_epoch"][0]["n_pruned"] > 0  # pruned trials were counted
     assert doc["settings"]["fanova_trees"] == 16
     html = plot.read_text(encoding="utf-8")
-    assert "plotly.js v" in html and "PED-ANOVA per epoch" in html
+    assert "plotly.js v" in html and "per epoch (pruned trials count)" in html
     assert result.stderr.strip().endswith(f"wrote {plot}")
 
 
@@ -91,3 +91,76 @@ def test_bad_input_is_one_line_and_exit_2(
     line = one_line_error(result)
     assert expected in line, line
     assert not list(tmp_path.glob("*.html"))
+
+
+def test_best_answers_with_its_noise_json_and_table(storage_url: str) -> None:
+    """A replicated study: the best configuration's mean over 3 seeds with its interval, the
+    configurations within noise, and the old keys (value, params, number, seed, provenance)."""
+    from analysis.truths import replicated, split_grid
+
+    from .factory import create_study
+
+    trials, spec = replicated()
+    create_study(storage_url, "rep", trials, spec=spec)
+    result = sweeper("best", "--study", "rep", "--storage", storage_url, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["number"] == 1 and doc["value"] == pytest.approx(0.72)  # the best single run
+    assert doc["params"] == {"lr": 4.6e-4, "weight_decay": 1e-3} and doc["seed"] == 1001
+    assert "provenance" in doc and doc["epochs_run"] == 2
+    conf = doc["configuration"]
+    assert conf["n_seeds"] == 3 and conf["seeds"] == [1000, 1001, 1002]
+    assert conf["mean"] == pytest.approx(0.71)
+    assert conf["ci95"] == [pytest.approx(0.6963, abs=1e-4), pytest.approx(0.7237, abs=1e-4)]
+    assert doc["noise"]["sd_per_run"] == pytest.approx(0.01118, abs=1e-5)
+    assert doc["noise"]["replicated_configurations"] == 3 and doc["noise"]["n_val"] == 5000
+    assert [c["mean"] for c in doc["within_noise"]] == [
+        pytest.approx(0.71),
+        pytest.approx(0.705),
+        pytest.approx(0.69),
+    ]
+    assert doc["within_noise_ranges"]["lr"] == [4.6e-4, 1e-3]
+    assert doc["verdict"].endswith("3 configurations within noise")
+    assert doc["warnings"] and "shrinks weights by 1.2%" in doc["warnings"][0]
+
+    trials, spec = split_grid()
+    create_study(storage_url, "split", trials, spec=spec)
+    table = sweeper("best", "--study", "split", "--storage", storage_url)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("verdict: lr matters (best 0.00022..0.001); wd does not in ")
+    assert lines[1].startswith("best configuration: adamw lr ") and "95% CI" in lines[1]
+    assert "within noise of the best: 15 configurations" in table.stdout
+    assert "optimizer_impl" in table.stdout  # provenance still listed
+
+
+def test_importance_and_report_on_equal_values_exit_0(storage_url: str, tmp_path: Path) -> None:
+    """>= 8 trials with one value made fANOVA raise and both commands exit 1."""
+    from analysis.truths import split_grid, uniform
+
+    from .factory import create_study
+
+    trials, spec = uniform()
+    create_study(storage_url, "uniform", trials, spec=spec)
+    common = ("--study", "uniform", "--storage", storage_url)
+    result = sweeper("importance", *common, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["fanova"] is None and doc["notes"][0].startswith("every completed trial scored")
+    assert doc["by_optimizer"]["adamw"]["shares"] is None
+    report = sweeper("report", *common, "-o", str(tmp_path / "r.html"))
+    assert report.returncode == 0, report.stderr
+
+    trials, spec = split_grid()
+    create_study(storage_url, "split", trials, spec=spec)
+    doc = json.loads(
+        sweeper(
+            "importance", "--study", "split", "--storage", storage_url, "--format", "json"
+        ).stdout
+    )
+    wd = doc["by_optimizer"]["adam"]["shares"]["weight_decay"]
+    assert wd["share"] > 0.95 and wd["ci95"][0] > 0.95 and wd["shown"] is True
+    assert doc["by_optimizer"]["adamw"]["shares"]["weight_decay"]["share"] < 0.01
+    assert doc["optimizer_interaction"]["shares"]["optimizer x weight_decay"]["shown"] is True
+    table = sweeper("importance", "--study", "split", "--storage", storage_url).stdout
+    assert "adam (16 runs): lr " in table and "across optimizers" in table

@@ -60,10 +60,14 @@ def test_one_trial() -> None:
     assert panel.surface is None and "1 completed trial:" in panel.note
     assert views.landscape.value_range == (0.55, 0.55)
     (dec,) = views.decoupling.panels
-    assert [(b.center, b.best_other, b.best_number) for b in dec.lr_by_wd] == [(1e-3, 3e-4, 0)]
+    # One trial is not a grid: its band is a log bin around it.
+    assert [(b.best_other, b.best_number) for b in dec.lr_by_wd] == [(3e-4, 0)]
+    (band,) = dec.lr_by_wd
+    assert band.low <= 1e-3 <= band.high and band.n_within == 1
     assert dec.slope is None and dec.ridge_lr_by_wd == ()
     (heat,) = views.comparison.heatmaps
-    assert heat.mean.shape == (1, 1) and heat.mean[0, 0] == pytest.approx(0.55)
+    assert heat.mean.shape == (8, 8) and np.nanmax(heat.mean) == pytest.approx(0.55)
+    assert int(heat.n_complete.sum()) == 1 and views.comparison.binned
     assert views.importance.ped_anova is None and views.importance.fanova is None
     assert any("importances need at least" in n for n in views.importance.notes)
     assert views.curves.best_number == 0

@@ -69,16 +69,21 @@ def test_decoupling_importance_curves_history_timeline(both: data.StudySnapshot)
     dec = figures.decoupling_figure(views.decoupling)
     assert "slope of log best-lr on log wd" in dec.layout.title.text
     assert axis_types(dec, "xaxis") == {"log"}
-    assert len(traces(dec, "best trial per band")) == 4  # 2 optimizers x 2 panels
+    bands = traces(dec, "best per band (bar: within noise)")
+    assert len(bands) == 4  # 2 optimizers x 2 panels
+    assert all(b.error_y.array is not None for b in bands)  # the range within noise
 
     imp = figures.importance_figure(views.importance)
     bars = [t for t in imp.data if t.type == "bar" and t.orientation == "h"]
-    assert len(bars) == 2  # PED-ANOVA and fANOVA
-    assert {tuple(b.y) for b in bars} == {("optimizer", "weight decay", "learning rate")} or all(
-        set(b.y) == {"optimizer", "weight decay", "learning rate"} for b in bars
-    )
-    lines = [t for t in imp.data if t.type == "scatter"]
-    assert {t.name for t in lines} == {"learning rate", "weight decay", "optimizer"}
+    pooled = [b for b in bars if b.name in ("PED-ANOVA", "fANOVA")]
+    assert len(pooled) == 2
+    assert all(set(b.y) == {"optimizer", "weight decay", "learning rate"} for b in pooled)
+    per_opt = [b for b in bars if b.name in ("AdamW", "Adam")]
+    assert len(per_opt) == 2 and all(b.error_x.array is not None for b in per_opt)
+    lines = [t for t in imp.data if t.type == "scatter" and t.mode == "lines+markers"]
+    assert {t.name for t in lines} == {
+        f"{o} {p}" for o in ("AdamW", "Adam") for p in ("learning rate", "weight decay")
+    }
 
     curves = figures.curves_figure(views.curves)
     best = traces(curves, "best trial")

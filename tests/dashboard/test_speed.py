@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.analysis.importance import importance_info
 from sweeper.dashboard.data import snapshot
-from sweeper.dashboard.importance import importance_info
 from sweeper.dashboard.report import write_report
 from sweeper.storage import open_storage
 from sweeper.study import load_study

@@ -6,12 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from dashboard.factory import make_trial, synthetic_trials
 from optuna.trial import TrialState
 
+from sweeper.analysis.importance import MIN_TRIALS, importance_info
 from sweeper.dashboard import data
-from sweeper.dashboard.importance import MIN_TRIALS, importance_info
-
-from .factory import make_trial, synthetic_trials
 
 
 def lr_only_trials(n: int, seed: int = 0) -> list:
@@ -94,3 +93,62 @@ def test_optimizer_is_assessed_when_searched_and_results_are_deterministic() -> 
 def test_no_trial_with_parameters() -> None:
     info = importance_info(data.from_trials([]))
     assert info.params == () and info.notes == ("no trial has parameters yet",)
+
+
+def _snap(builder):  # type: ignore[no-untyped-def]
+    trials, spec = builder()
+    return data.from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
+
+
+def test_importance_per_optimizer_finds_what_pooling_hides() -> None:
+    """AdamW's wd is inert, Adam's wd wrecks it: pooled fANOVA says ~0.5 for wd; split by
+    optimizer wd is ~0 under AdamW and ~1 under Adam, and the optimizer x wd interaction
+    carries a third of the variance."""
+    from .truths import split_grid
+
+    info = importance_info(_snap(split_grid))
+    assert info.fanova is not None and 0.3 < info.fanova["weight_decay"] < 0.7  # pooled
+    assert any("pool the optimizers" in n for n in info.notes)
+    shares = {name: d.shares for name, d in info.by_optimizer}
+    adamw, adam = shares["adamw"], shares["adam"]
+    assert adamw is not None and adam is not None
+    assert adamw["weight_decay"].share < 0.01 and adamw["weight_decay"].high < 0.3
+    assert not adamw["weight_decay"].shown and adamw["lr"].shown
+    assert adamw["lr"].share > 0.95 and adamw["lr"].low > 0.6
+    assert adam["weight_decay"].share > 0.95 and adam["weight_decay"].low > 0.95
+    assert adam["weight_decay"].shown
+    for d in shares.values():
+        for s in d.values():
+            assert s.low <= s.share <= s.high
+    assert info.across is not None and info.across.shares is not None
+    inter = info.across.shares["optimizer x weight_decay"]
+    assert 0.25 < inter.share < 0.35 and inter.low > 0.2 and inter.shown
+    # Per epoch: one entry per epoch and optimizer, with intervals.
+    epochs = {(e.epoch, e.optimizer) for e in info.per_epoch_by_optimizer}
+    assert epochs == {(1, "adamw"), (1, "adam"), (2, "adamw"), (2, "adam")}
+
+
+def test_flat_study_shows_nothing_matters_with_wide_intervals() -> None:
+    from .truths import flat_grid
+
+    ((_name, d),) = importance_info(_snap(flat_grid)).by_optimizer
+    assert d.shares is not None and not any(s.shown for s in d.shares.values())
+    assert "nothing is shown to matter" in d.note
+    assert d.shares["lr"].high - d.shares["lr"].low > 0.5
+
+
+def test_uniform_values_give_notes_not_errors() -> None:
+    """fANOVA raises 'zero total variance' on >= 8 equal values; here it is a note."""
+    from .truths import uniform
+
+    info = importance_info(_snap(uniform))
+    assert info.ped_anova is None and info.fanova is None
+    assert info.notes[0] == "every completed trial scored 0.5: no parameter explains anything"
+    ((_name, d),) = info.by_optimizer
+    assert d.shares is None and d.note == "all 12 runs scored the same (0.5): nothing to attribute"
+    # Ties in part of the study (8 equal values among varied ones) do not raise either.
+    trials, _spec = uniform(8)
+    trials += lr_only_trials(12, seed=4)[:4]
+    for i, t in enumerate(trials):
+        t.number = i
+    importance_info(data.from_trials(trials))

@@ -34,7 +34,16 @@ from optuna.distributions import BaseDistribution, FloatDistribution, IntDistrib
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.dashboard.data import StudySnapshot, curve_of, final_value
+from sweeper.analysis.effects import Decomposition, decompose, decompose_optimizers
+from sweeper.analysis.noise import floor_sd
+from sweeper.dashboard.data import (
+    StudySnapshot,
+    curve_of,
+    final_value,
+    noise_of,
+    optimizer_of,
+    trial_points,
+)
 
 FANOVA_TREES = 16
 FANOVA_DEPTH = 6
@@ -59,8 +68,24 @@ class EpochImportance(NamedTuple):
     importances: dict[str, float] | None  # None when fewer than MIN_TRIALS reached the epoch
 
 
+class EpochShares(NamedTuple):
+    """One optimizer's lr / wd shares, with intervals, at one epoch (pruned trials count)."""
+
+    epoch: int
+    optimizer: str
+    result: Decomposition
+
+
 class ImportanceInfo(NamedTuple):
-    """Importances per parameter (each dict sums to 1, ordered by importance)."""
+    """Importances per parameter (each dict sums to 1, ordered by importance).
+
+    ``ped_anova``, ``fanova`` and ``per_epoch`` are Optuna's evaluators over the whole study:
+    with several optimizers they pool them (a note says so). ``by_optimizer`` holds, per
+    optimizer, the shares of lr, wd and their interaction with 95% bootstrap intervals
+    (``sweeper.analysis.effects``), ``across`` the decomposition with the optimizer as a
+    factor (the optimizer x wd interaction), ``per_epoch_by_optimizer`` the same shares at
+    each epoch.
+    """
 
     params: tuple[str, ...]
     ped_anova: dict[str, float] | None
@@ -68,6 +93,9 @@ class ImportanceInfo(NamedTuple):
     n_complete: int
     per_epoch: tuple[EpochImportance, ...]
     notes: tuple[str, ...]
+    by_optimizer: tuple[tuple[str, Decomposition], ...] = ()
+    across: Decomposition | None = None
+    per_epoch_by_optimizer: tuple[EpochShares, ...] = ()
 
 
 def _as_searched(trial: FrozenTrial) -> FrozenTrial:
@@ -123,11 +151,19 @@ def _optuna_logs_off() -> Iterator[None]:
 
 
 def _quiet(fn: Callable[[], dict[str, float]]) -> dict[str, float]:
-    # Optuna warns on small samples and on a custom target's direction; both are handled
-    # here (MIN_TRIALS, the sign of the target), so the warnings would only be noise.
+    """``fn()``, its warnings silenced and its failures on degenerate data turned into {}.
+
+    Optuna warns on small samples and on a custom target's direction; both are handled here
+    (MIN_TRIALS, the sign of the target). fANOVA raises RuntimeError("Encountered zero total
+    variance in all trees") when the values it sees are all equal (Optuna 5.0), and PED-ANOVA
+    can divide by zero on ties: an empty result becomes a note, never an exception.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fn()
+        try:
+            return fn()
+        except (RuntimeError, ValueError, ZeroDivisionError, FloatingPointError):
+            return {}
 
 
 def _ped_anova(
@@ -180,9 +216,14 @@ def importance_info(snap: StudySnapshot) -> ImportanceInfo:
         return float(t.value) if t.system_attrs["complete"] else math.nan  # type: ignore[arg-type]
 
     ped = fan = None
+    finals = {float(t.value) for t in trials if t.system_attrs["complete"]}  # type: ignore[arg-type]
     if n_complete < MIN_TRIALS:
         noun = "trial" if n_complete == 1 else "trials"
         notes.append(f"{n_complete} completed {noun}: importances need at least {MIN_TRIALS}")
+    elif len(finals) == 1:
+        notes.append(
+            f"every completed trial scored {finals.pop():.4g}: no parameter explains anything"
+        )
     elif not varied:
         notes.append("every trial has the same parameters: nothing to attribute")
     else:
@@ -196,7 +237,7 @@ def importance_info(snap: StudySnapshot) -> ImportanceInfo:
         if ped is None:
             notes.append("PED-ANOVA found no difference between the top 10% and the rest")
         if fan is None:
-            notes.append("fANOVA's forest explains none of the variance (all values alike?)")
+            notes.append("fANOVA's forest explains none of the variance (ties?)")
 
     per_epoch = []
     all_epochs = sorted({e for t in trials for e in t.intermediate_values})
@@ -213,7 +254,81 @@ def importance_info(snap: StudySnapshot) -> ImportanceInfo:
         per_epoch.append(EpochImportance(epoch, len(reached), n_pruned, imp))
     if not all_epochs:
         notes.append("no trial reported intermediate values: no importance per epoch")
-    return ImportanceInfo(tuple(varied), ped, fan, n_complete, tuple(per_epoch), tuple(notes))
+    optimizer_names = sorted({optimizer_of(t) for t in used}, key=lambda n: (n != "adamw", n))
+    if len(optimizer_names) > 1 and (ped is not None or fan is not None):
+        notes.append("PED-ANOVA and fANOVA pool the optimizers; read the shares per optimizer")
+    by_opt, across, by_epoch = _per_optimizer(snap, optimizer_names, _epochs(all_epochs))
+    return ImportanceInfo(
+        tuple(varied),
+        ped,
+        fan,
+        n_complete,
+        tuple(per_epoch),
+        tuple(notes),
+        by_opt,
+        across,
+        by_epoch,
+    )
+
+
+def _unit(x: float, bounds: tuple[float, float]) -> float:
+    lo, hi = math.log10(bounds[0]), math.log10(bounds[1])
+    return (math.log10(x) - lo) / (hi - lo) if hi > lo else 0.5
+
+
+def _per_optimizer(
+    snap: StudySnapshot, names: Sequence[str], epochs: Sequence[int]
+) -> tuple[tuple[tuple[str, Decomposition], ...], Decomposition | None, tuple[EpochShares, ...]]:
+    """lr / wd shares with intervals per optimizer, across optimizers, and per epoch."""
+    from sweeper.dashboard.data import LR, WD, _bounds
+
+    points = trial_points(snap)
+    if not points:
+        return (), None, ()
+    lr_b = _bounds(snap, LR, [p.lr for p in points])
+    wd_b = _bounds(snap, WD, [p.weight_decay for p in points])
+    model = noise_of(snap)
+    n_val = model.n_val
+    by_number = {t.number: t for t in snap.trials}
+
+    def noise(values: Sequence[float]) -> float | None:
+        if model.sd_run is None:
+            return None
+        if n_val is None or not values:
+            return model.sd_run
+        return max(model.sd_run, floor_sd(sum(values) / len(values), n_val))
+
+    def runs(name: str, epoch: int | None) -> tuple[list[float], list[float], list[float]]:
+        u, v, y = [], [], []
+        for p in points:
+            if p.optimizer != name:
+                continue
+            if epoch is None:
+                if p.state != "complete" or p.value is None:
+                    continue
+                value = p.value
+            else:
+                got = by_number[p.number].intermediate_values.get(epoch)
+                if got is None or not math.isfinite(got):
+                    continue
+                value = got
+            u.append(_unit(p.lr, lr_b))
+            v.append(_unit(p.weight_decay, wd_b))
+            y.append(value)
+        return u, v, y
+
+    final = {name: runs(name, None) for name in names}
+    by_opt = tuple((name, decompose(*final[name], noise(final[name][2]))) for name in names)
+    across = None
+    if len(names) > 1:
+        every = [y for _, _, ys in final.values() for y in ys]
+        across = decompose_optimizers(final, noise(every))
+    by_epoch = []
+    for epoch in epochs:
+        for name in names:
+            u, v, y = runs(name, epoch)
+            by_epoch.append(EpochShares(epoch, name, decompose(u, v, y, noise(y))))
+    return by_opt, across, tuple(by_epoch)
 
 
 def _single(trials: Sequence[FrozenTrial], name: str) -> bool:

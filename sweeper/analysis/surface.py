@@ -80,6 +80,13 @@ def _log_marginal(
     return float(-0.5 * y @ alpha - np.sum(np.log(np.diag(factor[0]))))
 
 
+def _noise_fractions(min_ratio: float) -> tuple[float, ...]:
+    """Candidate noise variances (fractions of var(y)) no smaller than ``min_ratio``**2."""
+    floor = min_ratio * min_ratio
+    kept = tuple(f for f in NOISE_FRACTIONS if f >= floor)
+    return kept if floor == 0 else (floor, *kept)
+
+
 def _subsample(n: int, k: int) -> NDArray[np.int64]:
     """``k`` of ``n`` indices, the same every call (a fixed seed, so reports are stable)."""
     if n <= k:
@@ -87,19 +94,28 @@ def _subsample(n: int, k: int) -> NDArray[np.int64]:
     return np.sort(np.random.default_rng(0).choice(n, size=k, replace=False))
 
 
-def fit_surface(x: NDArray[np.float64], y: NDArray[np.float64], grid: int = GRID) -> SurfaceFit:
+def fit_surface(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    grid: int = GRID,
+    min_noise_sd: float = 0.0,
+) -> SurfaceFit:
     """Fit a GP to ``y`` at points ``x`` (shape (n, 2), in [0, 1]) and predict on a grid.
 
     Raises ``ValueError`` when fewer than ``MIN_POINTS`` finite points are given.
+    ``min_noise_sd`` (the noise model's per-run sd) bounds the fitted noise from below: the
+    surface may not pass through differences smaller than one run's noise.
     """
     # One BLAS thread: these matrices are small (<= 700 x 700), and on a busy 2-core machine
     # OpenBLAS's threads spin against each other. Measured on a 1,000-trial study with the
     # machine's load at ~8: 0.7-2.8 s with OpenBLAS's 2 threads, 0.15 s with one.
     with threadpool_limits(limits=1):
-        return _fit_surface(x, y, grid)
+        return _fit_surface(x, y, grid, min_noise_sd)
 
 
-def _fit_surface(x: NDArray[np.float64], y: NDArray[np.float64], grid: int) -> SurfaceFit:
+def _fit_surface(
+    x: NDArray[np.float64], y: NDArray[np.float64], grid: int, min_noise_sd: float
+) -> SurfaceFit:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
@@ -116,7 +132,7 @@ def _fit_surface(x: NDArray[np.float64], y: NDArray[np.float64], grid: int) -> S
     scores = {
         (length, noise): _log_marginal(x[pick], ys[pick], length, noise)
         for length in LENGTH_SCALES
-        for noise in NOISE_FRACTIONS
+        for noise in _noise_fractions(min_noise_sd / scale)
     }
     length, noise = max(scores, key=lambda key: scores[key])
 

@@ -54,9 +54,9 @@ def rdb_models() -> Any:
 # ``_get_stale_trial_ids``) skips a running trial that has no heartbeat row at all: a worker
 # that lost the database between ``ask()`` committing the trial and its first heartbeat
 # leaves such an orphan, RUNNING forever, holding a unit of the budget. This query also
-# returns those, once they are older than the grace period. ``datetime_start`` is written by
-# Optuna as the writer's local time (``datetime.now()``), the heartbeat by the server
-# (``current_timestamp``): each is compared with a clock of its own kind.
+# returns those, once they are older than the grace period. Optuna 5 stores ``datetime_start``
+# as naive UTC (its TrialModel converts), the heartbeat as the server's local timestamp
+# (``now()`` in a timestamp column): each is compared with a clock of its own kind.
 _STALE_SQL = sqlalchemy.text(
     """
     SELECT t.trial_id, t.number, h.heartbeat
@@ -74,7 +74,8 @@ def stale_trials(
     engine: sqlalchemy.Engine, study_id: int, grace_seconds: float
 ) -> list[tuple[int, int, datetime.datetime | None]]:
     """``(trial_id, number, last heartbeat or None)`` of running trials silent too long."""
-    started_before = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)
+    now_utc = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    started_before = now_utc - datetime.timedelta(seconds=grace_seconds)
     with engine.connect() as conn:
         rows = conn.execute(
             _STALE_SQL,

@@ -198,15 +198,13 @@ def importance_info(snap: StudySnapshot) -> ImportanceInfo:
     varied = [p for p in params if not _single(used, p)]
     notes: list[str] = []
 
-    memory = optuna.storages.InMemoryStorage()
     direction = (
         optuna.study.StudyDirection.MAXIMIZE
         if snap.maximize
         else optuna.study.StudyDirection.MINIMIZE
     )
     with _optuna_logs_off():  # creating a study logs an INFO line; this one is internal
-        memory.create_new_study([direction], "sweeper-importance")
-    view = optuna.Study("sweeper-importance", memory)
+        view = optuna.create_study(direction=direction, study_name="sweeper-importance")
     sign = -1.0 if snap.maximize else 1.0  # PED-ANOVA with a target wants lower = better
     view.add_trials([_as_searched(t) for t in used])
     trials = view.get_trials(deepcopy=False)

@@ -35,25 +35,15 @@ from sweeper.analysis import surface as gp
 from sweeper.analysis.best import BestInfo, best_info
 from sweeper.analysis.decay import Schedule, schedule
 from sweeper.errors import UsageError
+from sweeper.work import attrs
 
 LR = "lr"
 WD = "weight_decay"
-OPTIMIZER = "optimizer"
-# The trial number a seed replicate re-runs (a user attribute the worker writes on replicates).
-REPLICATE_OF = "replicate_of"
-SEED = "seed"
-# Provenance a worker records on every trial, shown with the best trial, in this order.
-PROVENANCE_KEYS = (
-    "seed",
-    "epochs_run",
-    "optimizer",
-    "optimizer_impl",
-    "worker",
-    "device",
-    "torch_version",
-    "sweeper_version",
-    "git_rev",
-)
+OPTIMIZER = attrs.OPTIMIZER
+REPLICATE_OF = attrs.REPLICATE_OF
+SEED = attrs.SEED
+# What a worker records on every trial, shown with the best trial, in this order.
+PROVENANCE_KEYS = (attrs.SEED, attrs.EPOCHS_RUN, attrs.OPTIMIZER, *attrs.PROVENANCE)
 # Up to this many distinct values per axis a study is read as a grid (one heatmap cell per
 # value); past it the values are binned. Grid specs in studies/ use 4-8 values per axis.
 MAX_GRID_VALUES = 10
@@ -77,7 +67,8 @@ MAX_FAILURES_LISTED = 10
 
 
 class StudySnapshot(NamedTuple):
-    """Everything the views need, read once from storage at ``taken_at`` (UTC, naive)."""
+    """Everything the views need, read once from storage at ``taken_at`` (local time, naive,
+    as Optuna's ``FrozenTrial`` datetimes)."""
 
     name: str
     maximize: bool
@@ -235,7 +226,7 @@ def _space(spec: Any, name: str) -> tuple[float, float] | None:
 
 def setup(snap: StudySnapshot) -> Setup:
     """Read the study's stored spec (``user_attrs["spec"]``, as ``spec_to_dict`` wrote it)."""
-    spec = snap.user_attrs.get("spec")
+    spec = snap.user_attrs.get(attrs.SPEC)
     if not isinstance(spec, Mapping):
         return Setup(None, None, None, None, None, None)
     data = _get(spec, "data") or {}
@@ -991,7 +982,7 @@ def timeline_info(snap: StudySnapshot) -> TimelineInfo:
         bars.append(
             TimelineBar(
                 number=t.number,
-                worker=str(t.user_attrs.get("worker", "unknown")),
+                worker=str(t.user_attrs.get(attrs.WORKER, "unknown")),
                 start=t.datetime_start,
                 end=end,
                 state=t.state.name.lower(),
@@ -1048,11 +1039,11 @@ def summary_info(snap: StudySnapshot) -> SummaryInfo:
         )
     failed = [t for t in snap.trials if t.state == TrialState.FAIL]
     failures = tuple(
-        (t.number, _one_line(str(t.user_attrs.get("fail_reason", "no reason recorded"))))
+        (t.number, _one_line(str(t.user_attrs.get(attrs.FAIL_REASON, "no reason recorded"))))
         for t in failed[:MAX_FAILURES_LISTED]
     )
     finished = [t for t in snap.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    spec = snap.user_attrs.get("spec")
+    spec = snap.user_attrs.get(attrs.SPEC)
     return SummaryInfo(
         study=snap.name,
         metric=str(snap.user_attrs.get("metric", "value")),

@@ -7,8 +7,9 @@ Promises:
   it field by field), in a few plain SELECTs inside one REPEATABLE READ transaction, so the
   trials are one consistent snapshot even while workers write.
 - It reads Optuna's tables through Optuna's own table definitions and value decoders
-  (``optuna.storages._rdb.models``): a schema change in a new Optuna release changes them
-  too, and the equality test fails loudly rather than the views showing wrong numbers.
+  (``sweeper._optuna.rdb_models``, the one door to Optuna's internals): a schema change in
+  a new Optuna release changes them too, and the equality test fails loudly rather than the
+  views showing wrong numbers.
 
 Why: Optuna's RDBStorage builds an ORM object per row; for a 1,000-trial study of 8 epochs
 (~20,000 rows) that took 0.7-0.9 s of a report's 3 s budget on a 2-core machine. Plain rows
@@ -26,9 +27,9 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, json_to_distribution
-from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
 
+from sweeper import _optuna
 from sweeper.errors import UsageError
 
 
@@ -54,6 +55,7 @@ def read_trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTr
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         raise UsageError(f"no study named '{name}'") from None
+    models = _optuna.rdb_models()
     trials_t = models.TrialModel.__table__
     params_t = models.TrialParamModel.__table__
     values_t = models.TrialValueModel.__table__

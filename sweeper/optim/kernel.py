@@ -268,6 +268,17 @@ def hyper_row(
     return row
 
 
+def launch_variants() -> list[dict[str, Any]]:
+    """Every specialisation ``launch`` can ask for: its constexpr arguments and ``num_warps``.
+
+    The offline GPU compile test (tests/optim/test_kernel.py) compiles each of these.
+    """
+    return [
+        {"HAS_AMSGRAD": has_amsgrad, "BLOCK": BLOCK, "ALIGN": ALIGN, "num_warps": NUM_WARPS}
+        for has_amsgrad in (False, True)
+    ]
+
+
 def launch(
     kernel: Any,
     *,

@@ -661,11 +661,6 @@ BAD_ARGUMENTS: list[tuple[str, Callable[[], Any], str]] = [
         "invalid params: device=meta is not supported; FusedAdamW runs on cpu and cuda",
     ),
     (
-        "repeated parameter",
-        lambda: {"params": [p := _float_param(), p]},
-        "invalid params: parameter 1 appears twice in the group; each parameter must appear once",
-    ),
-    (
         "only empty groups",
         lambda: {"params": [{"params": []}]},
         "invalid params: the parameter groups hold no parameters",

@@ -1,13 +1,17 @@
 """The Triton kernel on its own: layout, launcher, math against the reference, GPU code.
 
 The kernel runs under Triton's interpreter here, on any machine; the last tests compile it
-for an H100 (sm_90) without needing one and read the generated PTX.
+for sm_80 and sm_90 without a GPU, in every specialisation the launcher uses, and read the
+PTX and the report of Triton's bundled ptxas.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from optim_testing import (  # one_intra_op_thread: an autouse fixture
     assert_close_fp32,
     one_intra_op_thread,  # noqa: F401
 )
+from triton import knobs
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.interpreter import InterpretedFunction
@@ -155,7 +160,12 @@ def test_interpreted_kernel_matches_reference_with_groups_padding_and_skips() ->
             assert torch.all(steps[first:last] == float(r["step"])), f"{label}: step count"
 
 
-def _compile_for_h100(has_amsgrad: bool) -> str:
+# sm_80 (A100) and sm_90 (H100/H200): the GPUs the sweep runs on.
+GPU_ARCHS = [80, 90]
+
+
+def _compile(arch: int, variant: dict[str, Any]) -> str:
+    """PTX of the kernel for ``sm_<arch>`` in one of the launcher's specialisations."""
     signature = {
         "param_ptr": "*fp32",
         "grad_ptr": "*fp32",
@@ -170,27 +180,54 @@ def _compile_for_h100(has_amsgrad: bool) -> str:
         "BLOCK": "constexpr",
         "ALIGN": "constexpr",
     }
+    constexprs = {k: v for k, v in variant.items() if k != "num_warps"}
     source = ASTSource(
         fn=kernel.adamw_kernel(interpret=False),
         signature=signature,
-        constexprs={"HAS_AMSGRAD": has_amsgrad, "BLOCK": kernel.BLOCK, "ALIGN": kernel.ALIGN},
+        constexprs=constexprs,
         # torch's allocations are 16-byte aligned, which Triton specialises on at launch.
         attrs={(i,): [["tt.divisibility", 16]] for i in range(9)},
     )
     compiled = triton.compile(
-        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": kernel.NUM_WARPS}
+        source, target=GPUTarget("cuda", arch, 32), options={"num_warps": variant["num_warps"]}
     )
     return str(compiled.asm["ptx"])
 
 
-@pytest.mark.parametrize("has_amsgrad", [False, True], ids=["adamw", "amsgrad"])
-def test_kernel_compiles_for_h100_with_vector_memory_ops_and_ieee_math(has_amsgrad: bool) -> None:
-    """The bandwidth and accuracy claims, read from the PTX for sm_90 (no GPU needed)."""
-    ptx = _compile_for_h100(has_amsgrad)
+def _ptxas_report(ptx: str, arch: int, tmp_path: Path) -> str:
+    """``ptxas -v`` of ``ptx`` with Triton's bundled ptxas: registers, spills."""
+    source = tmp_path / f"adamw_sm{arch}.ptx"
+    source.write_text(ptx)
+    # Triton writes the arch-specific target (sm_90a on Hopper); ptxas must be given the same.
+    target = re.search(r"^\.target\s+(sm_\w+)", ptx, re.MULTILINE)
+    assert target and target.group(1).startswith(f"sm_{arch}"), ptx[:500]
+    result = subprocess.run(
+        [knobs.nvidia.ptxas.path, f"-arch={target.group(1)}", "-v", str(source), "-o", os.devnull],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout + result.stderr
+
+
+VARIANTS = [
+    pytest.param(arch, variant, id=f"sm{arch}-{'amsgrad' if variant['HAS_AMSGRAD'] else 'adamw'}")
+    for arch in GPU_ARCHS
+    for variant in kernel.launch_variants()
+]
+
+
+@pytest.mark.parametrize(("arch", "variant"), VARIANTS)
+def test_kernel_compiles_offline_with_vector_memory_ops_ieee_math_and_no_spills(
+    arch: int, variant: dict[str, Any], tmp_path: Path
+) -> None:
+    """The bandwidth and accuracy claims, read from the PTX and ptxas (no GPU needed)."""
+    ptx = _compile(arch, variant)
+    has_amsgrad = variant["HAS_AMSGRAD"]
     ops = Counter(re.findall(r"\b((?:ld|st)\.global[\w.]*|sqrt\.\w+|div\.\w+)\.f\d\d", ptx))
     buffers_read = 5 if has_amsgrad else 4  # p, g, m, v (+ vmax)
     buffers_written = 4 if has_amsgrad else 3
-    vectors_per_thread = kernel.BLOCK // (kernel.NUM_WARPS * 32) // 4
+    vectors_per_thread = variant["BLOCK"] // (variant["num_warps"] * 32) // 4
     # Every element of every buffer moves in 16-byte vectors: no scalar fallback.
     v4_loads = len(re.findall(r"ld\.global(?:\.\w+)*\.v4\.b32", ptx))
     v4_stores = len(re.findall(r"st\.global(?:\.\w+)*\.v4\.b32", ptx))
@@ -198,4 +235,12 @@ def test_kernel_compiles_for_h100_with_vector_memory_ops_and_ieee_math(has_amsgr
     assert v4_stores == buffers_written * vectors_per_thread, ptx[:2000]
     # IEEE-rounded sqrt and division, not Triton's approximate defaults.
     assert "sqrt.approx" not in ptx and "div.full" not in ptx and "div.approx" not in ptx
+    assert "rsqrt" not in ptx and "rcp.approx" not in ptx
     assert ops["sqrt.rn"] > 0 and ops["div.rn"] > 0, ops
+    assert re.search(r"\bsqrt\.rn\.f32\b", ptx) and re.search(r"\bdiv\.rn\.f32\b", ptx), ops
+    # ptxas's own verdict: registers and no spilling to local memory.
+    report = _ptxas_report(ptx, arch, tmp_path)
+    spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
+    assert spills, report
+    assert all(stores == "0" and loads == "0" for stores, loads in spills), report
+    assert re.search(r"Used \d+ registers", report), report

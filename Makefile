@@ -44,7 +44,7 @@ GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 gpu-check:
 	@if [ ! -f .data/cifar10-jpeg.tar.gz ] && [ -f ../shared/data/cifar10-jpeg.tar.gz ]; then \
 		mkdir -p .data && cp ../shared/data/cifar10-jpeg.tar.gz .data/; fi
-	@PYTHONPATH=. $(GPU_PYTHON) bench/gpu_check.py
+	@PYTHONPATH=. $(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

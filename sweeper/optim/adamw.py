@@ -468,13 +468,6 @@ class FusedAdamW(Optimizer):
         self._ensure_max_buffer()
         self._install_loaded_state()
 
-    def release_parameters(self) -> None:
-        """Kept for callers that hand the parameters to a new optimizer: nothing to release.
-
-        FusedAdamW attaches no hooks to parameters; a new optimizer over the same parameters
-        re-packs them into its own buffers, and this one must not be stepped again.
-        """
-
     # -- packing --------------------------------------------------------------------------------
 
     def _check_params(self, tensors: list[Any]) -> None:

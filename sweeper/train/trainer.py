@@ -143,8 +143,6 @@ class Trainer:
     def _rebuild(self) -> None:
         """One FusedAdamW over the current members, carrying survivors' state exactly."""
         old = self.optimizer
-        if old is not None:
-            old.release_parameters()
         params = [list(m.model.parameters()) for m in self.members]
         groups: list[dict[str, Any]] = [
             {

@@ -19,9 +19,10 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import optuna
@@ -35,8 +36,16 @@ from sweeper.work import attrs
 
 SPEC_ATTR = attrs.SPEC
 FAIL_REASON_ATTR = attrs.FAIL_REASON
-# Spec fields that may differ between the creator of a study and a later `sweeper run`.
-HOST_LOCAL_FIELDS = {("data", "path"), ("storage",), ("training", "pack")}
+# Spec fields that may differ between the creator of a study and a later `sweeper run`: where
+# the data is, storage knobs, and how a host executes steps (they change results at most by
+# float rounding; workers use the stored values).
+HOST_LOCAL_FIELDS = {
+    ("data", "path"),
+    ("storage",),
+    ("training", "pack"),
+    ("training", "channels_last"),
+    ("training", "cuda_graphs"),
+}
 
 
 class GridSampler(optuna.samplers.GridSampler):
@@ -131,6 +140,9 @@ def create_or_load(storage: optuna.storages.BaseStorage, spec: StudySpec) -> opt
         study.set_user_attr(SPEC_ATTR, wanted)
         study.set_user_attr(attrs.METRIC, spec.metric)
         return study
+    # Through the spec type and back: keys added to specs since the study was made compare
+    # as their defaults.
+    existing = json.loads(json.dumps(spec_to_dict(spec_from_dict(existing, "the stored spec"))))
     differing = _differences(existing, wanted)
     if differing:
         raise UsageError(
@@ -168,10 +180,13 @@ def load_study(
 # A trial uses up the budget when it ran or will run: finished, running, queued, or failed for
 # good (the worker recorded a reason). A trial failed through no fault of its own (its worker
 # died, was stopped, or lost the database) does not: it names the copy that runs in its place.
+# Seed replicates (sweeper.work.confirm) have a budget of their own.
 _BUDGET_SQL = sqlalchemy.text(
     """
     SELECT count(*) FROM trials t
     WHERE t.study_id = :study_id
+      AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r
+                      WHERE r.trial_id = t.trial_id AND r.key = :replicate)
       AND (t.state IN ('COMPLETE', 'PRUNED', 'RUNNING', 'WAITING')
            OR (t.state = 'FAIL'
                AND EXISTS (SELECT 1 FROM trial_user_attributes a
@@ -185,6 +200,17 @@ _BUDGET_SQL = sqlalchemy.text(
 def _lock_key(study_name: str) -> int:
     digest = hashlib.sha256(f"sweeper:{study_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def advisory_lock(engine: sqlalchemy.Engine, study_name: str) -> Iterator[sqlalchemy.Connection]:
+    """Hold the study's PostgreSQL advisory lock for the block (one transaction): every
+    worker's budget claim and replicate planning is serialised through it."""
+    with engine.connect() as conn, conn.begin():
+        conn.execute(
+            sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(study_name)}
+        )
+        yield conn
 
 
 class Budget:
@@ -212,6 +238,7 @@ class Budget:
             "study_id": self.study_id,
             "reason": attrs.FAIL_REASON,
             "requeued": attrs.REQUEUED_AS,
+            "replicate": attrs.REPLICATE_OF,
         }
         return int(conn.execute(_BUDGET_SQL, params).scalar_one())
 
@@ -219,13 +246,9 @@ class Budget:
         """Ask for the next trial unless the budget is used up (then None)."""
         if self.limit is None:
             return self.study.ask()
-        with self.engine.connect() as conn, conn.begin():
-            # Serialises count-then-ask across every worker of this study; the lock ends with
-            # the transaction, after ask() has committed the new trial.
-            conn.execute(
-                sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"),
-                {"k": _lock_key(self.study.study_name)},
-            )
+        # Serialises count-then-ask across every worker of this study; the lock ends with the
+        # transaction, after ask() has committed the new trial.
+        with advisory_lock(self.engine, self.study.study_name) as conn:
             if self._count(conn) >= self.limit:
                 waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                 if not waiting:

@@ -20,6 +20,8 @@ Contract:
   and every later full batch are then one index copy and one replay. A final partial batch
   runs eagerly. Replays run the captured kernels on the same buffers: the trajectory is
   the eager one's to float rounding (libraries may choose other algorithms under capture).
+  A capture that raises turns graphs off for this loop (``capture_error`` says why): the
+  batch and the rest run eagerly, nothing is lost.
 - The captured graph reads fixed addresses: call ``reset()`` whenever anything ``step``
   touches is reallocated (the optimizer rebuilt, packed members added or removed). Values
   the step reads from host memory are frozen at capture: upload a changed lr before the
@@ -106,6 +108,7 @@ class StepLoop:
         self.batch_size = batch_size
         self.cuda_graph = cuda_graph
         self.captures = 0  # graphs captured so far (one per reset that reached a replay)
+        self.capture_error: str | None = None  # why a capture failed (then it runs eagerly)
         self.reset()
 
     def reset(self) -> None:
@@ -147,7 +150,17 @@ class StepLoop:
             self._warm_steps += 1
             return
         if self._graph is None:
-            self._capture(index)
+            try:
+                self._capture(index)
+            except RuntimeError as err:
+                # A step that cannot be captured (a library's kernel that syncs, an allocator
+                # in a state capture refuses) trains on eagerly: capturing ran nothing, so
+                # this batch has not been trained yet. The trainer records what ran.
+                self.capture_error = str(err).strip().splitlines()[0] if str(err) else repr(err)
+                self.cuda_graph = False
+                self._graph = None
+                self._eager(index)
+                return
         assert self._graph is not None and self._index is not None
         self._index.copy_(index)
         self._graph.replay()

@@ -33,6 +33,7 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -237,6 +238,9 @@ class Trainer:
             model.train()
         order = epoch_order(len(self.data.train_y), self.order_seed, self.clock + 1, self.device)
         means = self.steps.run(order).tolist()
+        if self.execution.cuda_graphs and not self.steps.cuda_graph:
+            # The capture failed and the loop fell back to eager steps: record what ran.
+            self.execution = dataclasses.replace(self.execution, cuda_graphs=False)
         self.clock += 1
         for member in self.members:
             member.epochs_done += 1

@@ -64,6 +64,7 @@ class Slot:
     checkpoint: Checkpoint | None = None  # what it resumes from, if anything
     history: list[float] = field(default_factory=list)  # val accuracy per epoch
     described: bool = False  # provenance recorded
+    replicate: bool = False  # a seed replicate (sweeper.work.confirm): never pruned
 
     @classmethod
     def open(
@@ -84,7 +85,8 @@ class Slot:
         except BaseException:
             heartbeat.stop()
             raise
-        return cls(trial, series, seed, heartbeat)
+        replicate = attrs.REPLICATE_OF in stored.user_attrs
+        return cls(trial, series, seed, heartbeat, replicate=replicate)
 
     @property
     def number(self) -> int:

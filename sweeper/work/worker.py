@@ -15,6 +15,10 @@ Contract:
 - A trial that finishes, is pruned or fails leaves at the epoch boundary; its slot is
   refilled while the budget (and ``max_trials``) allow. When every slot is empty the next
   trial starts a new trainer, on its own batch order.
+- Seed replicates (the spec's ``[confirm]``, ``sweeper.work.confirm``): once the search
+  budget is used, a worker with no trial of its own waits for the other workers' search
+  trials to end, queues the replicates of the top configurations (exactly once over all
+  workers) and runs them like any trial; replicates are never pruned.
 - A trial whose loss becomes NaN/inf, or whose setup raises, fails alone with its
   ``fail_reason`` (not re-queued). An exception during a shared epoch fails every trial in
   it with the reason. The worker goes on with the next trials.
@@ -54,7 +58,7 @@ from sweeper.train.execution import resolve_device
 from sweeper.train.model import SimpleCNN
 from sweeper.train.optimizers import implementation_name
 from sweeper.train.trainer import EpochResult, Trainer
-from sweeper.work import attrs, requeue
+from sweeper.work import attrs, confirm, requeue
 from sweeper.work.checkpoints import Checkpoint, CheckpointStore
 from sweeper.work.progress import Progress
 from sweeper.work.provenance import provenance
@@ -179,15 +183,46 @@ class Worker:
                         self.progress.say(f"trials {numbers} re-queued after the outage")
         return summary
 
-    def claim(self) -> optuna.Trial | None:
+    def claim(self, *, may_wait: bool = False) -> optuna.Trial | None:
         """Reap silent trials (they are re-queued), then claim the next trial within the
-        study's budget; None when the budget is used up."""
+        study's budget; after it, a seed replicate when the spec asks for them (waiting for
+        other workers' search trials to end only when ``may_wait``). None when nothing is
+        left to run."""
+        self._reap()
+        trial = self.budget.claim()
+        if trial is not None or self.spec.confirm.top_k < 1:
+            return trial
+        told = False
+        while True:
+            if confirm.pending(self.study) == 0:
+                top_k, seeds = self.spec.confirm.top_k, self.spec.confirm.seeds
+                queued = confirm.enqueue(self.study, self.storage, top_k, seeds)
+                if queued:
+                    self.progress.say(
+                        f"search budget used: queued {queued} seed replicates of the top "
+                        f"{top_k} configurations ({seeds} seeds each)"
+                    )
+                return self.budget.claim()
+            if not may_wait:
+                return None
+            if not told:
+                self.progress.say(
+                    "search budget used: waiting for the running search trials to end "
+                    "before replicating the top configurations"
+                )
+                told = True
+            time.sleep(min(5.0, self.spec.storage.heartbeat_interval))
+            self._reap()
+            trial = self.budget.claim()  # a re-queued search trial, if a worker died
+            if trial is not None:
+                return trial
+
+    def _reap(self) -> None:
         for number, copy in requeue.reap(
             self.study, self.storage, self.spec.storage.grace_period, self.spec.storage.max_retry
         ):
             where = f"re-queued as trial {copy}" if copy is not None else "not re-queued"
             self.progress.trial(number, f"its worker went silent; failed and {where}")
-        return self.budget.claim()
 
     def _ride_out_outage(self, err: BaseException) -> None:
         """Wait until the database answers again (``SweeperError`` after DATABASE_WAIT_S)."""
@@ -237,7 +272,7 @@ class Worker:
             while len(slots) < self.slots and (
                 max_trials is None or summary.total + len(slots) < max_trials
             ):
-                trial = self.claim()
+                trial = self.claim(may_wait=not slots)
                 if trial is None:
                     break
                 claimed = True
@@ -291,6 +326,9 @@ class Worker:
         if slot.series != trial.number:
             slot.checkpoint = self.checkpoints.load(self.study.study_name, slot.series)
         retry = f" | retry of trial {slot.series}" if slot.series != trial.number else ""
+        replicate_of = trial.user_attrs.get(attrs.REPLICATE_OF)
+        if replicate_of is not None:
+            retry += f" | seed replicate of trial {replicate_of}"
         where = f" | slot {position}/{self.slots}" if self.slots > 1 else ""
         self.progress.trial(
             trial.number,
@@ -360,7 +398,8 @@ class Worker:
         self.progress.epoch(trial.number, result, epochs)
         if epoch >= epochs:
             return TrialState.COMPLETE
-        if trial.should_prune():
+        # A replicate measures seed noise at a configuration already chosen: never pruned.
+        if not slot.replicate and trial.should_prune():
             return TrialState.PRUNED
         return None
 

@@ -46,7 +46,9 @@ def test_options_resolve_per_device() -> None:
     everything = TrainingSpec(precision="bf16", channels_last=True, cuda_graphs=True)
     assert Execution.of(everything, CPU) == Execution(bf16=True, channels_last=True)
     assert Execution.of(everything, CUDA).describe() == "bf16+channels_last+cuda_graph"
-    assert Execution.of(TrainingSpec(), CUDA).describe() == "fp32"
+    assert Execution.of(TrainingSpec(), CUDA).describe() == "fp32+cuda_graph", "the default"
+    assert Execution.of(TrainingSpec(), CPU).describe() == "fp32", "graphs are CUDA-only"
+    assert Execution.of(TrainingSpec(cuda_graphs=False), CUDA).describe() == "fp32"
     images = torch.zeros(2, 3, 4, 4)
     assert (
         Execution(channels_last=True)
@@ -119,7 +121,11 @@ def cuda_data(data: Dataset) -> Dataset:
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cuda_graph_replays_train_the_eager_run(cuda_data: Dataset, precision: str, k: int) -> None:
     seeds = (1, 2, 3)[:k]
-    eager = _trainer(cuda_data, TrainingSpec(precision=precision, schedule="cosine"), seeds)
+    eager = _trainer(
+        cuda_data,
+        TrainingSpec(precision=precision, schedule="cosine", cuda_graphs=False),
+        seeds,
+    )
     graphed = _trainer(
         cuda_data, TrainingSpec(precision=precision, schedule="cosine", cuda_graphs=True), seeds
     )
@@ -136,7 +142,7 @@ def test_cuda_graph_replays_train_the_eager_run(cuda_data: Dataset, precision: s
 @pytest.mark.cuda
 @needs_cuda
 def test_a_graphed_pack_recaptures_when_members_change(cuda_data: Dataset) -> None:
-    eager = _trainer(cuda_data, TrainingSpec(), seeds=(1, 2))
+    eager = _trainer(cuda_data, TrainingSpec(cuda_graphs=False), seeds=(1, 2))
     graphed = _trainer(cuda_data, TrainingSpec(cuda_graphs=True), seeds=(1, 2))
     for p in (eager, graphed):
         p.run_epoch()
@@ -151,3 +157,23 @@ def test_a_graphed_pack_recaptures_when_members_change(cuda_data: Dataset) -> No
             assert b.val_accuracy == a.val_accuracy
     assert graphed.steps.captures == 2, "one capture per membership"
     assert _max_abs(eager, graphed) < 1e-5
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_a_step_that_cannot_be_captured_runs_eagerly() -> None:
+    """A step that reads a value on the host (a sync: illegal under capture) makes the
+    capture fail; the loop says why, runs that batch and the rest eagerly, and averages
+    every batch exactly once."""
+    seen: list[int] = []
+
+    def step(index: torch.Tensor) -> torch.Tensor:
+        seen.append(int(index[0]))  # .item() under capture raises
+        return index.float().mean().reshape(1)
+
+    loop = StepLoop(step, batch_size=2, cuda_graph=True)
+    order = torch.arange(12, device=CUDA)
+    mean = loop.run(order)
+    assert not loop.cuda_graph and loop.captures == 0 and loop.capture_error
+    assert seen == list(range(0, 12, 2)), "each batch trained once, in order"
+    assert mean.item() == pytest.approx(order.float().mean().item())

@@ -8,7 +8,8 @@ Run from the repository root on a machine with a CUDA GPU (``make gpu-check`` do
 It needs only torch (with CUDA), triton, torchvision, numpy and pytest: no optuna, database
 or network. CIFAR-10 comes from ``--data``, else ``.data/cifar10-jpeg.tar.gz`` inside the
 checkout (``make gpu-check`` copies ``../shared/data/cifar10-jpeg.tar.gz`` there), else
-``../shared/data/cifar10-jpeg.tar.gz``. Sized to finish in about 5 minutes on one H200.
+``../shared/data/cifar10-jpeg.tar.gz``. Sized from one H200 probe's timings to finish in
+about 5 minutes there (not yet run end to end on a GPU).
 
 What it measures, in order (each step has its own time limit, and a failed step is reported
 in the table without stopping the others):

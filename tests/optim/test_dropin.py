@@ -77,6 +77,26 @@ def assert_match(
                     check(ours.state[p][key], theirs.state[q][key], f"{where}, {key}")
 
 
+def step_both(
+    ours: torch.optim.Optimizer,
+    theirs: torch.optim.Optimizer,
+    ours_params: list[nn.Parameter],
+    theirs_params: list[nn.Parameter],
+    step: int,
+    *,
+    check: bool = True,
+) -> None:
+    """Give both optimizers step ``step``'s gradients, step both, and (``check``) compare."""
+    grads = grads_for(ours_params, step)
+    for ps in (ours_params, theirs_params):
+        for p, g in zip(ps, grads, strict=True):
+            p.grad = g.clone()
+    ours.step()
+    theirs.step()
+    if check:
+        assert_match(ours, theirs, ours_params, theirs_params, f"step {step}")
+
+
 def pair(
     backend: tuple[str, str], **options: Any
 ) -> tuple[FusedAdamW, torch.optim.Optimizer, list[nn.Parameter], list[nn.Parameter]]:
@@ -266,13 +286,7 @@ def test_state_dict_round_trip_through_torch_and_back(backend: tuple[str, str], 
     theirs.load_state_dict(copy.deepcopy(ours.state_dict()))
     assert theirs.param_groups[0]["decoupled_weight_decay"] == (mode == "adamw")
     for step in range(3, 6):
-        grads = grads_for(ours_params, step)
-        for ps in (ours_params, theirs_params):
-            for p, g in zip(ps, grads, strict=True):
-                p.grad = g.clone()
-        ours.step()
-        theirs.step()
-        assert_match(ours, theirs, ours_params, theirs_params, f"step {step}")
+        step_both(ours, theirs, ours_params, theirs_params, step)
     back_params = [nn.Parameter(p.detach().clone()) for p in theirs_params]
     back = FusedAdamW(back_params, impl=impl)
     back.load_state_dict(copy.deepcopy(theirs.state_dict()))
@@ -297,13 +311,7 @@ def test_tensor_lr_matches_torch_and_follows_in_place_changes(backend: tuple[str
         if step == 3:
             ours_lr.fill_(3e-3)  # what a capturable schedule does
             theirs_lr.fill_(3e-3)
-        grads = grads_for(ours_params, step)
-        for ps in (ours_params, theirs_params):
-            for p, g in zip(ps, grads, strict=True):
-                p.grad = g.clone()
-        ours.step()
-        theirs.step()
-        assert_match(ours, theirs, ours_params, theirs_params, f"step {step}")
+        step_both(ours, theirs, ours_params, theirs_params, step)
     assert ours.param_groups[0]["lr"] is ours_lr
 
 
@@ -327,13 +335,7 @@ def test_numpy_scalars_are_numbers(backend: tuple[str, str]) -> None:
         foreach=False,
     )
     for step in range(3):
-        grads = grads_for(ours_params, step)
-        for ps in (ours_params, theirs_params):
-            for p, g in zip(ps, grads, strict=True):
-                p.grad = g.clone()
-        ours.step()
-        theirs.step()
-        assert_match(ours, theirs, ours_params, theirs_params, f"step {step}")
+        step_both(ours, theirs, ours_params, theirs_params, step)
 
 
 BAD_LRS: list[tuple[str, Callable[[], Any], str]] = [
@@ -366,13 +368,7 @@ def test_mode_adam_has_torch_adams_defaults(backend: tuple[str, str]) -> None:
     adamw_default = FusedAdamW(make_params(device), impl=impl)
     assert adamw_default.param_groups[0]["weight_decay"] == 1e-2  # torch.optim.AdamW's
     for step in range(3):
-        grads = grads_for(ours_params, step)
-        for ps in (ours_params, theirs_params):
-            for p, g in zip(ps, grads, strict=True):
-                p.grad = g.clone()
-        ours.step()
-        theirs.step()
-        assert_match(ours, theirs, ours_params, theirs_params, f"step {step}")
+        step_both(ours, theirs, ours_params, theirs_params, step)
 
 
 def test_a_group_naming_its_mode_takes_that_modes_default_weight_decay() -> None:
@@ -614,12 +610,7 @@ def test_lr_schedulers_drive_both_alike(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
         for step in range(8):
-            grads = grads_for(ours_params, step)
-            for ps in (ours_params, theirs_params):
-                for p, g in zip(ps, grads, strict=True):
-                    p.grad = g.clone()
-            ours.step()
-            theirs.step()
+            step_both(ours, theirs, ours_params, theirs_params, step, check=False)
             for sched in scheds:
                 if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     sched.step(1.0)  # a flat metric: lr halves every step

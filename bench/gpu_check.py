@@ -116,50 +116,75 @@ def full_epoch(data_path: Path, out: Path) -> dict[str, Any]:
     return results
 
 
+def _section(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table under a heading."""
+    return [
+        "",
+        f"## {title}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+        *["| " + " | ".join(row) + " |" for row in rows],
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# GPU check: {report['gpu']}",
         "",
         f"torch {report['torch']}, triton {report['triton']}, python {report['python']}, "
         f"{report['started']}",
-        "",
-        "| step | exit | seconds |",
-        "| --- | --- | --- |",
-        *[f"| {s['step']} | {s['exit']} | {s['seconds']} |" for s in report["steps"]],
+        *_section(
+            "Steps",
+            ["step", "exit", "seconds"],
+            [[s["step"], str(s["exit"]), str(s["seconds"])] for s in report["steps"]],
+        ),
     ]
     step = report.get("adamw_step")
     if step:
-        lines += ["", "## FusedAdamW step vs torch.optim.AdamW(fused=True)", "",
-                  "| K | params | variant | median ms | speedup | GB/s | of copy bw |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-        for device in step.get("devices", []):
-            for r in device.get("rows", []):
-                lines.append(
-                    f"| {r['K']} | {r['params']:,} | {r['variant']} | {r['median_ms']:.3f} | "
-                    f"{r['speedup']:.2f}x | {r['gb_per_s'] or 0:.0f} | {r['of_copy_bw'] or 0:.0%} |"
-                )
+        rows = [
+            [
+                str(r["K"]),
+                f"{r['params']:,}",
+                r["variant"],
+                f"{r['median_ms']:.3f}",
+                f"{r['speedup']:.2f}x",
+                f"{r['gb_per_s'] or 0:.0f}",
+                f"{r['of_copy_bw'] or 0:.0%}",
+            ]
+            for device in step.get("devices", [])
+            for r in device.get("rows", [])
+        ]
+        columns = ["K", "params", "variant", "median ms", "speedup", "GB/s", "of copy bw"]
+        lines += _section("FusedAdamW step vs torch.optim.AdamW(fused=True)", columns, rows)
     throughput = report.get("throughput")
     if throughput:
-        lines += ["", "## Trial throughput (subset, scaled to the full set)", "",
-                  "| configuration | s/epoch | trial-epochs/s | vs tutorial | trials/h (10 ep) |",
-                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
-        for r in throughput["rows"]:
-            lines.append(
-                f"| {r['configuration']} | {r['median_s_per_epoch']:.2f} | "
-                f"{r['trial_epochs_per_s']:.2f} | {r['vs_tutorial']:.1f}x | "
-                f"{r['trials_per_hour_10_epochs_full_set']:.0f} |"
-            )
+        rows = [
+            [
+                r["configuration"],
+                f"{r['median_s_per_epoch']:.2f}",
+                f"{r['trial_epochs_per_s']:.2f}",
+                f"{r['vs_tutorial']:.1f}x",
+                f"{r['trials_per_hour_10_epochs_full_set']:.0f}",
+            ]
+            for r in throughput["rows"]
+        ]
+        columns = ["configuration", "s/epoch", "trial-epochs/s", "vs tutorial", "trials/h (10 ep)"]
+        lines += _section("Trial throughput (subset, scaled to the full set)", columns, rows)
     full = report.get("full_epoch")
     if full:
-        lines += ["", "## One full-data epoch (lr 1e-3, wd 1e-2, seed 0)", "",
-                  "| where | execution | val accuracy | train loss | seconds |",
-                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
-        for name in ("gpu", "cpu"):
-            r = full[name]
-            lines.append(
-                f"| {name}: {r['device']} ({r['threads']} threads) | {r['execution']} | "
-                f"{r['val_accuracy']:.4f} | {r['train_loss']:.4f} | {r['seconds']:.1f} |"
-            )
+        rows = [
+            [
+                f"{name}: {full[name]['device']} ({full[name]['threads']} threads)",
+                full[name]["execution"],
+                f"{full[name]['val_accuracy']:.4f}",
+                f"{full[name]['train_loss']:.4f}",
+                f"{full[name]['seconds']:.1f}",
+            ]
+            for name in ("gpu", "cpu")
+        ]
+        columns = ["where", "execution", "val accuracy", "train loss", "seconds"]
+        lines += _section("One full-data epoch (lr 1e-3, wd 1e-2, seed 0)", columns, rows)
         lines.append(
             f"\nGPU - CPU accuracy: {full['difference']:+.4f} (binomial test-set sd "
             f"{full['binomial_sd']:.4f})"

@@ -52,7 +52,7 @@ def _worker(url: str, name: str, index: int, out: Any, go: Any) -> None:
     """One worker: connect, wait for the start signal, run trials until the budget is met."""
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(open_storage(url), name, seed_offset=index)
+    study = load_study(open_storage(url), name)
     spec = stored_spec(study)
     latencies = []
     # Joining a big study costs one read of its history (Optuna's cache fills once per

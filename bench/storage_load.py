@@ -54,7 +54,7 @@ def _worker(url: str, name: str, index: int, out: Any, go: Any) -> None:
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
-    study = load_study(storage, name, seed_offset=index)
+    study = load_study(storage, name)
     spec = stored_spec(study)
     budget = Budget(study, storage, spec.budget)
     latencies = []

@@ -1,9 +1,14 @@
 """The ``sweeper`` command line. It owns exit codes and one-line error messages.
 
 Exit codes: 0 success; 1 runtime failure (``SweeperError``: the database went away, the data
-are corrupt, no completed trial yet); 2 usage error (``UsageError`` or a bad flag); 130
-stopped by a signal. Every failure prints one line, ``sweeper: error: ...``, with
-passwords removed; ``--debug`` (anywhere on the line) adds the traceback.
+are corrupt, no completed trial yet, ``db status`` of a stopped server); 2 usage error
+(``UsageError`` or a bad flag); 130 stopped by a signal. Every failure prints one line,
+``sweeper: error: ...``, with unprintable characters escaped and anything shaped like a
+password removed; ``--debug`` (anywhere on the line) adds the traceback.
+
+Bad input is found before anything runs: flags, the spec and the data (including subset
+sizes) are checked before a study is created or a trial is claimed, so a mistaken command
+never changes what is stored.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
-from sweeper.errors import SweeperError, UsageError
+from sweeper.errors import SweeperError, UsageError, one_line
+from sweeper.spec import MAX_INT, MAX_PACK  # flag bounds shared with the spec's keys
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -37,7 +44,7 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return one_line(str(value))  # a stored name with a newline must not break the table
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -68,21 +75,32 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] | None = N
 # -- shared helpers --------------------------------------------------------------------------
 
 
-def open_storage_for(args: argparse.Namespace, options: Any = None, announce: bool = False) -> Any:
-    """The storage the user asked for; with ``announce``, say so when it is the embedded one."""
-    from sweeper.storage import ENV_VAR, open_storage, redact
+def storage_url(args: argparse.Namespace, announce: bool = False) -> str:
+    """The storage URL by precedence: ``--storage`` > ``$SWEEPER_STORAGE`` > the embedded
+    server (started if needed; with ``announce``, one line says so)."""
+    from sweeper.storage import ENV_VAR, normalise_url, redact
 
-    if not args.storage and not os.environ.get(ENV_VAR):
-        from sweeper.embedded import EmbeddedPostgres
+    given = args.storage or os.environ.get(ENV_VAR)
+    if given:
+        return normalise_url(given)
+    from sweeper.embedded import EmbeddedPostgres
 
-        server = EmbeddedPostgres()
-        url = server.start()
+    server = EmbeddedPostgres()
+    _check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
+    url = server.start()
+    if announce:
         print(
             f"storage: embedded PostgreSQL {redact(url)} (data in {server.data_dir})",
             file=sys.stderr,
         )
-        return open_storage(url, options)
-    return open_storage(args.storage, options)
+    return url
+
+
+def open_storage_for(args: argparse.Namespace, options: Any = None, announce: bool = False) -> Any:
+    """The storage the user asked for (``storage_url``), opened with ``options``."""
+    from sweeper.storage import open_storage
+
+    return open_storage(storage_url(args, announce), options)
 
 
 def _study_for(args: argparse.Namespace) -> Any:
@@ -97,17 +115,92 @@ def _study_for(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     """Create (or load) the spec's study and run trials in this process."""
     from sweeper.spec import load_spec
+    from sweeper.storage import open_storage
     from sweeper.study import create_or_load, load_study
+    from sweeper.train.data import load_dataset
 
     spec = load_spec(args.spec)
-    storage = open_storage_for(args, spec.storage, announce=True)
+    _check_work_flags(args, spec.training.device, f"{args.spec}: [training] device")
+    url = storage_url(args, announce=True)
+    storage = open_storage(url, spec.storage)
+    # The data (and the subset sizes) before the study exists: a spec that cannot run must
+    # not leave a study behind under its name. Workers then read the decoded cache.
+    load_dataset(spec.data, args.data)
     create_or_load(storage, spec)
     if args.pack is None:
         args.pack = spec.training.pack  # the file's, not the study creator's: it is per worker
     if args.workers > 1 or args.gpus:
-        return _launch(args, spec, storage.url)
+        return _launch(args, spec, url)
     study = load_study(storage, spec.name)
     return _work(args, storage, study)
+
+
+# Worker processes one `run --workers N` may start: each holds up to 4 database connections,
+# so 256 already ask for 1,024, beyond any PostgreSQL's default max_connections.
+MAX_WORKERS = 256
+
+
+def _check_work_flags(args: argparse.Namespace, spec_device: str, spec_where: str) -> None:
+    """Fail on flags that cannot work here before anything runs: the device, the checkpoint
+    folder, the GPUs and the number of workers."""
+    from sweeper.train.data import cache_dir
+    from sweeper.work.checkpoints import default_root
+
+    device = args.device or spec_device
+    _check_device(device, f"--device {device}" if args.device else f"{spec_where} '{device}'")
+    folder = args.checkpoint_dir
+    _check_folder(
+        Path(folder) if folder else default_root(),
+        "--checkpoint-dir" if folder else "the checkpoint folder ($SWEEPER_CHECKPOINTS)",
+    )
+    _check_folder(cache_dir(), "the data cache ($SWEEPER_CACHE)")
+    if getattr(args, "workers", 1) > MAX_WORKERS:
+        raise UsageError(f"--workers {args.workers} is more than {MAX_WORKERS} on one host")
+    if getattr(args, "gpus", None):
+        from sweeper.work.launch import parse_gpus
+
+        visible = _cuda_count()
+        for gpu in parse_gpus(args.gpus):
+            if int(gpu) >= visible and "CUDA_VISIBLE_DEVICES" not in os.environ:
+                raise UsageError(
+                    f"--gpus {args.gpus}: this host has {visible} CUDA GPUs "
+                    f"(indices 0 to {visible - 1})"
+                    if visible
+                    else f"--gpus {args.gpus}: no CUDA GPU is visible on this host"
+                )
+        if device.startswith("cuda:") and device != "cuda:0":
+            raise UsageError(
+                f"{device} with --gpus: each worker sees only its own GPU; use --device cuda"
+            )
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _check_device(device: str, where: str) -> None:
+    """A CUDA device must exist here (CPU and ``auto`` always do)."""
+    if not device.startswith("cuda"):
+        return
+    count = _cuda_count()
+    if count == 0:
+        raise UsageError(f"{where}: no CUDA GPU is visible on this host; use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        raise UsageError(f"{where}: this host has {count} CUDA GPUs (cuda:0 to cuda:{count - 1})")
+
+
+def _check_folder(folder: Path, where: str) -> None:
+    """``folder`` is a writable directory, or can be made one (its nearest parent is)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{where} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{where} {folder}: {existing} is not writable")
 
 
 def _launch(args: argparse.Namespace, spec: Any, storage_url: str) -> int:
@@ -145,14 +238,17 @@ def _study_with_its_settings(args: argparse.Namespace, announce: bool = False) -
 
     spec = stored_spec(load_study(open_storage_for(args), args.study))
     storage = open_storage_for(args, spec.storage, announce=announce)
-    # Workers draw from differently seeded samplers; a launched worker's offset is its index.
-    offset = int(os.environ.get("SWEEPER_WORKER_INDEX", os.getpid()))
-    return storage, load_study(storage, args.study, seed_offset=offset)
+    return storage, load_study(storage, args.study)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Join an existing study and run its trials until the budget is met."""
-    return _work(args, *_study_with_its_settings(args, announce=True))
+    from sweeper.study import stored_spec
+
+    storage, study = _study_with_its_settings(args, announce=True)
+    device = stored_spec(study).training.device
+    _check_work_flags(args, device, f"the study's [training] device '{device}'")
+    return _work(args, storage, study)
 
 
 def cmd_reap(args: argparse.Namespace) -> int:
@@ -172,8 +268,6 @@ def cmd_reap(args: argparse.Namespace) -> int:
 
 
 def _work(args: argparse.Namespace, storage: Any, study: Any) -> int:
-    from pathlib import Path
-
     from sweeper.study import describe_study, stored_spec
     from sweeper.work.checkpoints import CheckpointStore
     from sweeper.work.progress import Progress
@@ -189,10 +283,12 @@ def _work(args: argparse.Namespace, storage: Any, study: Any) -> int:
         device=args.device,
         checkpoints=checkpoints,
     )
+    _ = worker.data  # bad data (or subset sizes) fail here, before any line or trial
     progress = Progress()
     budget = worker.budget.limit
+    shown = one_line(study.study_name)
     progress.say(
-        f"study '{study.study_name}': budget {budget if budget is not None else 'unlimited'}"
+        f"study '{shown}': budget {budget if budget is not None else 'unlimited'}"
         f" trials, {worker.spec.training.epochs} epochs each, on {worker.device}"
         + (f", {pack} at a time" if pack > 1 else "")
     )
@@ -254,6 +350,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from sweeper.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres()
+    _check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
     if args.action == "start":
         print(server.start())
     elif args.action == "stop":
@@ -262,9 +359,11 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(server.url())
     else:
         pid = server.pid()
-        if pid is None:
-            print(f"stopped (data in {server.data_dir})")
-            return 3  # like pg_ctl status: 3 means not running
+        if pid is None:  # not a failure of ours, but scripts test `db status` by its code
+            raise SweeperError(
+                f"the embedded PostgreSQL is stopped (data in {server.data_dir}); "
+                "start it with 'sweeper db start'"
+            )
         print(f"running: pid {pid}, 127.0.0.1:{server.port()}, data in {server.data_dir}")
     return 0
 
@@ -272,17 +371,30 @@ def cmd_db(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
-    return value
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bounds} (got {text!r})")
+        return value
+
+    return parse
+
+
+def _device(text: str) -> str:
+    from sweeper.spec import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N (got {text!r})")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sweeper`` parser with every subcommand (the views' come from the dashboard)."""
     common = _Parser(add_help=False)
     common.add_argument(
         "--storage",
@@ -299,12 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     def work_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", metavar="PATH", help="CIFAR-10 location (overrides the spec)")
-        p.add_argument("--device", help="cpu, cuda or cuda:N (default: the spec's)")
-        p.add_argument("--max-trials", type=int, metavar="N", help="stop after N trials here")
+        p.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: the spec's)")
+        p.add_argument(
+            "--max-trials",
+            type=_int_at_least(0, MAX_INT),
+            metavar="N",
+            help="stop after N trials here (0: create or check the study, run none)",
+        )
         p.add_argument("--checkpoint-dir", metavar="DIR", help="where epoch checkpoints go")
         p.add_argument(
             "--pack",
-            type=_positive_int,
+            type=_int_at_least(1, MAX_PACK),
             metavar="K",
             help="train K trials at once as one stacked model (default: the spec's, 1)",
         )
@@ -314,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     work_options(run)
     run.add_argument(
         "--workers",
-        type=_positive_int,
+        type=_int_at_least(1),
         default=1,
         metavar="N",
         help="worker processes on this host (default 1: run in this process)",
@@ -371,21 +488,15 @@ def _version() -> str:
 
 
 def _secrets(arguments: Sequence[str]) -> list[str]:
-    """Passwords in any URL on the command line or in $SWEEPER_STORAGE, to scrub from output."""
-    from sqlalchemy.engine import make_url
+    """Anything shaped like a password in the command line or $SWEEPER_STORAGE, whatever the
+    shape of the mistake (``sweeper.storage.secrets_in``), to scrub from every message."""
+    from sweeper.storage import ENV_VAR, secrets_in
 
-    found = []
-    for text in [*arguments, os.environ.get("SWEEPER_STORAGE", "")]:
-        for token in text.split("="):
-            if "://" not in token:
-                continue
-            try:
-                password = make_url(token).password
-            except Exception:
-                continue
-            if password:
-                found.append(str(password))
-    return found
+    found: list[str] = []
+    for text in [*arguments, os.environ.get(ENV_VAR, "")]:
+        value = text.partition("=")[2] if text.startswith("--") else text
+        found += secrets_in(value)
+    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def _quiet_optuna() -> None:
@@ -407,6 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in arguments
     try:
         args = build_parser().parse_args(arguments)
+        if getattr(args, "study", None) is not None:
+            from sweeper.spec import check_study_name
+
+            args.study = check_study_name(args.study.strip(), "--study")
         handler: Handler = args.handler
         return handler(args)
     except KeyboardInterrupt:
@@ -420,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if isinstance(err, SweeperError):
             message, code = str(err), err.exit_code
+        elif isinstance(err, OSError) and err.filename is not None:
+            # A file or folder the system refused (full disk, permissions): name it.
+            message, code = f"cannot use {err.filename}: {err.strerror or err}", 1
         else:
             message = f"unexpected {type(err).__name__}: {err}".splitlines()[0]
             message += " (run with --debug for the traceback)" if not debug else ""
@@ -430,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = text.replace(secret, "***")
         if text:
             print(text, file=sys.stderr, end="")
-        print(f"sweeper: error: {message}", file=sys.stderr)
+        print(f"sweeper: error: {one_line(message)}", file=sys.stderr)
         return code
 
 

@@ -3,8 +3,16 @@
 ``UsageError``: the user asked for something that cannot work (a bad spec, a bad URL, an
 unknown study); the CLI prints one line and exits 2. ``SweeperError``: a runtime failure
 (the database went away, the data are corrupt); one line, exit 1. Messages are complete
-sentences fragments a user can act on, and never contain a password.
+sentences fragments a user can act on, and never contain a password. ``one_line`` keeps text
+from outside (stored study names, file names, driver messages) from breaking a message.
 """
+
+
+def one_line(text: str) -> str:
+    """``text`` with newlines, tabs, NUL and other unprintable characters escaped (``\\n``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class SweeperError(Exception):

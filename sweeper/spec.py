@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,16 @@ SCHEDULES = ("none", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
 DATA_SOURCES = ("auto", "cifar10", "imagefolder")
 METRICS = ("val_accuracy",)
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+# The largest integer any key takes: PostgreSQL's integer columns (trial numbers, counts)
+# and torch's seed arithmetic stay exact below it. Larger values are typos.
+MAX_INT = 2**31 - 1
+# Trials one worker trains at once: each member of a pack holds ~9 MB of parameters,
+# gradients and Adam state, so 1,024 already need ~9 GB; more is a typo, not a plan.
+MAX_PACK = 1024
+# A study name also names its checkpoint folder (one path component: 255 bytes on common
+# file systems) and appears in every message; 128 characters leave room for both.
+MAX_NAME_LENGTH = 128
 # Parameters each sampler and pruner accepts, with their types; a spec naming any other is
 # rejected up front rather than failing inside Optuna half-way through a sweep.
 SAMPLER_PARAMS: dict[str, dict[str, type]] = {
@@ -167,6 +178,33 @@ def grid_points(spec: StudySpec) -> dict[str, list[Any]]:
     return points
 
 
+def study_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a study, or None when it can.
+
+    A study name is 1 to ``MAX_NAME_LENGTH`` printable characters with no leading or
+    trailing space: no newline, tab, NUL or other control character, so that every message
+    that quotes it stays one line and PostgreSQL can store it.
+    """
+    if not name or not name.strip():
+        return "must not be empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"must be at most {MAX_NAME_LENGTH} characters (got {len(name)})"
+    if not name.isprintable():
+        bad = next(c for c in name if not c.isprintable())
+        return f"must hold printable characters only (got {bad!r} in {name!r})"
+    if name != name.strip():
+        return f"must not start or end with a space (got {name!r})"
+    return None
+
+
+def check_study_name(name: str, where: str) -> str:
+    """``name`` if it may name a study, else ``UsageError`` naming ``where`` it came from."""
+    problem = study_name_problem(name)
+    if problem:
+        raise UsageError(f"{where} {problem}")
+    return name
+
+
 # -- validation ------------------------------------------------------------------------------
 
 
@@ -193,15 +231,28 @@ class _Checker:
             return default
         value = self.table[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float: caught as non-finite below
+                value = math.inf
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if not ok:
             raise self.fail(key, f"must be {_type_name(kind)} (got {value!r})")
+        if kind is float and not math.isfinite(value):
+            raise self.fail(key, f"must be a finite number (got {self.table[key]!r})")
+        if kind is int and abs(value) > MAX_INT:
+            raise self.fail(key, f"must be at most {MAX_INT} in size (got {value!r})")
+        if kind is str and "\x00" in value:
+            raise self.fail(key, f"must not contain NUL characters (got {value!r})")
         return value
 
     def at_least(self, key: str, value: float | None, low: float) -> None:
         if value is not None and value < low:
             raise self.fail(key, f"must be >= {low:g} (got {value!r})")
+
+    def at_most(self, key: str, value: float | None, high: float) -> None:
+        if value is not None and value > high:
+            raise self.fail(key, f"must be <= {high:g} (got {value!r})")
 
     def one_of(self, key: str, value: str, choices: tuple[str, ...]) -> None:
         if value not in choices:
@@ -226,7 +277,8 @@ def _type_name(kind: type) -> str:
     }[kind]
 
 
-def _range(parent: _Checker, key: str, default: FloatRange) -> FloatRange:
+def _range(parent: _Checker, key: str, default: FloatRange, positive: bool) -> FloatRange:
+    """A float range; ``positive``: the value must be > 0 even on a linear scale (lr)."""
     table = parent.sub(key)
     table.no_unknown({"low", "high", "log"})
     low = table.get("low", float, default.low)
@@ -234,6 +286,10 @@ def _range(parent: _Checker, key: str, default: FloatRange) -> FloatRange:
     log = table.get("log", bool, default.log)
     if log and low <= 0:
         raise table.fail("low", f"must be > 0 on a log scale (got {low!r})")
+    if positive and low <= 0:
+        raise table.fail("low", f"must be > 0 (got {low!r})")
+    if low < 0:
+        raise table.fail("low", f"must be >= 0 (got {low!r})")
     if low > high:
         raise table.fail("low", f"({low!r}) must be <= high ({high!r})")
     return FloatRange(low, high, log)
@@ -251,8 +307,8 @@ def _space(root: _Checker) -> SpaceSpec:
             raise table.fail("optimizer", f"must list strings (got {name!r})")
         table.one_of("optimizer", name, OPTIMIZERS)
     return SpaceSpec(
-        lr=_range(table, "lr", default.lr),
-        weight_decay=_range(table, "weight_decay", default.weight_decay),
+        lr=_range(table, "lr", default.lr, positive=True),
+        weight_decay=_range(table, "weight_decay", default.weight_decay, positive=False),
         optimizer=tuple(dict.fromkeys(optimizer)),
     )
 
@@ -272,6 +328,7 @@ def _sampler(root: _Checker, space: SpaceSpec) -> SamplerSpec:
     table.one_of("kind", kind, tuple(SAMPLER_PARAMS))
     params = _params(table, SAMPLER_PARAMS[kind], {"kind"})
     seed = params.pop("seed", 0)
+    table.at_least("seed", seed, 0)  # numpy's RandomState (grid, QMC) takes no negative seed
     for key in ("n_startup_trials",):
         table.at_least(key, params.get(key), 0)
     if kind == "qmc" and "qmc_type" in params:
@@ -313,8 +370,22 @@ def _pruner(root: _Checker) -> PrunerSpec:
     table.one_of("kind", kind, tuple(PRUNER_PARAMS))
     params = _params(table, PRUNER_PARAMS[kind], {"kind"})
     for key, value in params.items():
-        table.at_least(key, value, 2 if key == "reduction_factor" else 0)
+        table.at_least(key, value, PRUNER_MINIMUM.get(key, 0))
     return PrunerSpec(kind=kind, params=params)
+
+
+# Smallest value each pruner parameter takes (Optuna raises on less, or never prunes).
+PRUNER_MINIMUM = {"interval_steps": 1, "min_resource": 1, "max_resource": 1, "reduction_factor": 2}
+
+
+def _check_resources(root: _Checker, pruner: PrunerSpec, epochs: int) -> None:
+    """Hyperband's ``min_resource`` must not exceed its ``max_resource`` (default: epochs)."""
+    low = pruner.params.get("min_resource")
+    high = pruner.params.get("max_resource", epochs)
+    if pruner.kind == "hyperband" and low is not None and low > high:
+        raise root.sub("pruner").fail(
+            "min_resource", f"({low}) must be <= max_resource ({high}; default: epochs)"
+        )
 
 
 def _training(root: _Checker) -> TrainingSpec:
@@ -340,11 +411,12 @@ def _training(root: _Checker) -> TrainingSpec:
     table.at_least("step_size", spec.step_size, 1)
     table.at_least("eval_batch_size", spec.eval_batch_size, 1)
     table.at_least("pack", spec.pack, 1)
+    table.at_most("pack", spec.pack, MAX_PACK)
     table.one_of("schedule", spec.schedule, SCHEDULES)
     table.one_of("precision", spec.precision, PRECISIONS)
     if not 0 < spec.gamma <= 1:
         raise table.fail("gamma", f"must be in (0, 1] (got {spec.gamma!r})")
-    if spec.device not in ("auto", "cpu") and not spec.device.startswith("cuda"):
+    if not DEVICE_PATTERN.fullmatch(spec.device):
         raise table.fail("device", f"must be auto, cpu, cuda or cuda:N (got {spec.device!r})")
     return spec
 
@@ -403,6 +475,9 @@ def _study(root: _Checker) -> dict[str, Any]:
     name = table.get("name", str, None)
     if not name or not name.strip():
         raise table.fail("name", "is required (a study name such as 'cifar10-adamw')")
+    problem = study_name_problem(name.strip())
+    if problem:
+        raise table.fail("name", problem)
     metric = table.get("metric", str, "val_accuracy")
     table.one_of("metric", metric, METRICS)
     direction = table.get("direction", str, "maximize")
@@ -425,12 +500,15 @@ def parse_spec(document: Mapping[str, Any], source: str) -> StudySpec:
             raise root.fail(key, f"must be a table [{key}]")
     study = _study(root)
     space = _space(root)
+    pruner = _pruner(root)
+    training = _training(root)
+    _check_resources(root, pruner, training.epochs)
     return StudySpec(
         **study,
         space=space,
         sampler=_sampler(root, space),
-        pruner=_pruner(root),
-        training=_training(root),
+        pruner=pruner,
+        training=training,
         data=_data(root),
         storage=_storage(root),
         confirm=_confirm(root),
@@ -440,12 +518,21 @@ def parse_spec(document: Mapping[str, Any], source: str) -> StudySpec:
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study spec file."""
     file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"{file}: is a directory, not a spec file")
+    if file.exists() and not file.is_file():
+        raise UsageError(f"{file}: not a regular file (a spec is a TOML file)")
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{file}: no such spec file") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{file}: not a TOML text file (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start} is not UTF-8)"
+        ) from None
     except OSError as err:
-        raise UsageError(f"{file}: cannot read spec ({err.strerror})") from None
+        raise UsageError(f"{file}: cannot read spec ({err.strerror or err})") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

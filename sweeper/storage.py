@@ -8,7 +8,13 @@ Promises:
   are read as ``postgresql+psycopg2://`` (SQLAlchemy 2.1 would otherwise pick psycopg 3).
   Anything else (a file path, sqlite, another driver) is a ``UsageError`` that says what to
   write instead.
-- Every message and log line shows URLs through ``redact``: a password never leaves here.
+- Every message and log line shows storage strings through ``redact``, which hides anything
+  shaped like a credential whatever the string's shape (a URL, a typo of one, ``user:pw@host``,
+  a ``password=`` query parameter): a password never leaves here. ``secrets_in`` lists those
+  parts, so the CLI can scrub them from any message, including the driver's.
+- A malformed URL (no ``://``, a port that is not a number in 1-65535, a space in the host,
+  an option libpq rejects) is a ``UsageError``; a server that does not answer or refuses
+  the login is a ``SweeperError``.
 - Engines use ``pool_pre_ping`` (a worker survives a PostgreSQL restart) and a small bounded
   pool; heartbeats are on with the spec's interval and grace period. Optuna's own stale-trial
   callback is not installed: workers reap silent trials and re-queue them themselves
@@ -18,6 +24,8 @@ Promises:
 from __future__ import annotations
 
 import os
+import re
+from urllib.parse import unquote
 
 import optuna
 import sqlalchemy
@@ -34,13 +42,68 @@ POOL_SIZE = 2
 MAX_OVERFLOW = 2
 
 
+# A scheme and its slashes, typos included: "postgresql://", "postgresql:/", "postgresql//".
+_LEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*(?:://?|//)")
+# libpq takes a password as a query parameter too.
+_QUERY_SECRET = re.compile(r"(?i)(?:^|[?&])(?:password|passwd|pwd|sslpassword)=([^&]*)")
+# libpq's own complaints about the URL's options: the URL is at fault, not the server.
+_BAD_OPTION = re.compile(
+    r"invalid dsn|invalid connection option|invalid \w+ value|invalid integer value"
+    r"|invalid port number"
+)
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` holds a credential, by shape alone (it need not parse as a URL).
+
+    The userinfo before the last ``@`` (before any query) loses everything after its
+    first ``:``, or all of itself when it holds a space and no ``:``; without an ``@``, a
+    non-numeric "port" after a scheme (``postgresql://u:pw/db`` forgot its ``@host``) is hidden;
+    and ``password=`` query values always are.
+    """
+    spans = [(m.start(1), m.end(1)) for m in _QUERY_SECRET.finditer(text) if m.group(1)]
+    head = text.split("?", 1)[0]
+    lead = _LEAD.match(head)
+    start = lead.end() if lead else 0
+    at = head.rfind("@")
+    if at >= start:
+        userinfo = head[start:at]
+        colon = userinfo.find(":")
+        if colon >= 0 and colon + 1 < len(userinfo):
+            spans.append((start + colon + 1, at))
+        elif colon < 0 and any(c.isspace() for c in userinfo):
+            spans.append((start, at))
+        return spans
+    if not lead:  # a bare word or path: nothing in it is shaped like a credential
+        return spans
+    authority = re.split(r"[/?]", head[start:], maxsplit=1)[0]
+    colon = authority.rfind(":")
+    if colon >= 0 and not authority[colon + 1 :].isdigit() and "]" not in authority[colon:]:
+        end = start + len(authority)
+        if colon + 1 < len(authority):
+            spans.append((start + colon + 1, end))
+    return spans
+
+
+def secrets_in(text: str) -> list[str]:
+    """The parts of ``text`` that ``redact`` hides (passwords, whatever the string's shape),
+    as written and percent-decoded (the form a driver would quote back)."""
+    found = [text[a:b] for a, b in _secret_spans(text)]
+    return list(dict.fromkeys([*found, *(unquote(s) for s in found)]))
+
+
 def redact(url: str | URL) -> str:
-    """``url`` with its password replaced by ``***``; unparsable input is hidden whole."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except sqlalchemy.exc.ArgumentError:
-        return "<unparsable storage URL>" if "@" in str(url) else str(url)
-    return parsed.render_as_string(hide_password=True)
+    """``url`` with anything shaped like a password replaced by ``***``; see ``_secret_spans``."""
+    text = url.render_as_string(hide_password=True) if isinstance(url, URL) else str(url)
+    for a, b in sorted(_secret_spans(text), reverse=True):
+        text = text[:a] + "***" + text[b:]
+    return text
+
+
+def _usage(text: str, problem: str) -> UsageError:
+    return UsageError(
+        f"storage '{redact(text)}' {problem}: give postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB"
+    )
 
 
 def normalise_url(url: str) -> str:
@@ -49,15 +112,19 @@ def normalise_url(url: str) -> str:
     if not text:
         raise UsageError("the storage URL is empty; give postgresql+psycopg2://USER@HOST/DB")
     if "://" not in text:
+        if "@" in text or ":" in text or text.lower().startswith("postgres"):
+            raise _usage(text, "is not a URL (no '://' after the scheme)")
         raise UsageError(
-            f"storage '{text}' looks like a file path; sweeper stores studies in PostgreSQL: "
-            "give postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB, or omit --storage "
-            "to use the embedded server"
+            f"storage '{redact(text)}' looks like a file path; sweeper stores studies in "
+            "PostgreSQL: give postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB, or omit "
+            "--storage to use the embedded server"
         )
     try:
         parsed = make_url(text)
     except sqlalchemy.exc.ArgumentError:
-        raise UsageError(f"cannot parse storage URL {redact(text)}") from None
+        raise _usage(text, "cannot be parsed as a URL") from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise _usage(text, "has a port that is not a number (or an unclosed '[' host)") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
         raise UsageError(
@@ -69,6 +136,12 @@ def normalise_url(url: str) -> str:
             f"storage {redact(parsed)} asks for the driver '{driver}', which sweeper does not "
             "install; write postgresql+psycopg2:// instead"
         )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise _usage(text, f"has port {parsed.port}, outside 1-65535")
+    if parsed.host and "@" in parsed.host:
+        raise _usage(text, "has an '@' in its password or user name: write it as %40")
+    if parsed.host and any(c.isspace() for c in parsed.host):
+        raise _usage(text, f"has a space in its host {parsed.host!r}")
     if not parsed.database:
         raise UsageError(f"storage {redact(parsed)} names no database: add /DBNAME at the end")
     return parsed.set(drivername=DRIVER).render_as_string(hide_password=False)
@@ -95,7 +168,10 @@ def _first_line(err: BaseException) -> str:
 
 def _scrub(message: str, url: str) -> str:
     password = make_url(url).password
-    return message.replace(str(password), "***") if password else message
+    secrets = [str(password)] if password else []
+    for secret in [*secrets, *secrets_in(url)]:
+        message = message.replace(secret, "***")
+    return message
 
 
 def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.storages.RDBStorage:
@@ -121,6 +197,8 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
         # RDBStorage connects at once (schema check): an unreachable server, a wrong
         # password or a missing database surface here as OperationalError.
         reason = _scrub(_first_line(err), resolved)
+        if _BAD_OPTION.search(reason):
+            raise UsageError(f"storage {redact(resolved)} is not usable: {reason}") from None
         what = (
             "connect to" if isinstance(err, sqlalchemy.exc.OperationalError) else "open studies in"
         )

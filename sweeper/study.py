@@ -9,6 +9,11 @@ Contract:
   host.
 - ``load_study(storage, name)`` rebuilds the sampler and pruner from the stored spec, so a
   worker anywhere needs only the URL and the name.
+- Sampling is a function of (the spec's sampler seed, the trial number, the study's history):
+  a study replays for one worker, and any number of processes, however started, draw from
+  different random streams because they never share a trial number (``TrialSeededSampler``).
+  TPE runs with its constant liar, so concurrent trials also keep apart in what they model.
+  The grid keeps Optuna's own behaviour: grid point = trial number, one shuffle per study.
 - ``Budget(study, storage, limit).claim()`` is the only way workers start trials: under a
   PostgreSQL advisory lock it counts the trials that use up the budget and asks for a new
   one only while fewer than ``limit`` exist; re-queued (WAITING) trials are always served.
@@ -22,14 +27,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.errors import SweeperError, UsageError
+from sweeper.errors import SweeperError, UsageError, one_line
 from sweeper.spec import StudySpec, grid_points, spec_from_dict, spec_to_dict
 from sweeper.storage import redact
 from sweeper.work import attrs
@@ -65,20 +71,112 @@ class GridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler; ``seed_offset`` keeps parallel workers from drawing alike."""
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number``: one stream per trial, fixed by the spec's seed.
+
+    Distinct trial numbers give distinct seeds (the number is added to a hash of ``seed``,
+    modulo 2**32, numpy's seed range), so concurrent workers never draw alike.
+    """
+    base = int.from_bytes(hashlib.sha256(f"sweeper-sampler:{seed}".encode()).digest()[:4], "big")
+    return (base + number) % 2**32
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Each trial sampled by its own sampler, seeded with ``trial_seed(seed, trial.number)``.
+
+    Optuna's samplers keep one random stream per process, so two processes built with one
+    seed propose the same points in lockstep. Here the stream belongs to the trial, and trial
+    numbers are unique in a study. ``make(seed)`` builds the sampler for one trial (with the
+    public constructor: no private state is reseeded); a seed of None seeds it from entropy.
+    The per-trial samplers live from ``before_trial`` to ``after_trial`` (the most recent
+    ``KEEP`` are kept for trials that never report back, such as those of a killed worker).
+    """
+
+    KEEP = 1024  # far above any number of trials one process has open at once (a pack)
+
+    def __init__(self, make: Callable[[int | None], optuna.samplers.BaseSampler], seed: int | None):
+        self._make = make
+        self._seed = seed
+        self._open: OrderedDict[int, optuna.samplers.BaseSampler] = OrderedDict()
+
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        sampler = self._open.get(trial.number)
+        if sampler is None:
+            seed = None if self._seed is None else trial_seed(self._seed, trial.number)
+            sampler = self._open[trial.number] = self._make(seed)
+            while len(self._open) > self.KEEP:
+                self._open.popitem(last=False)
+        return sampler
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        sampler = self._open.pop(trial.number, None) or self._make(None)
+        sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        return None  # the streams are the trials': nothing is shared to reseed
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, the same in every process (see the module docstring)."""
     s = spec.sampler
-    seed = None if s.seed is None else s.seed + seed_offset
     params = dict(s.params)
     if s.kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **params)
+        # Concurrent trials count as already observed at the worst value while they run,
+        # so a second worker does not propose the first one's point (Optuna 5's default;
+        # named here so that an older default cannot turn it off).
+        params.setdefault("constant_liar", True)
+        return TrialSeededSampler(
+            lambda seed: optuna.samplers.TPESampler(seed=seed, **params), s.seed
+        )
     if s.kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return TrialSeededSampler(lambda seed: optuna.samplers.RandomSampler(seed=seed), s.seed)
     if s.kind == "qmc":
-        # Every worker must walk the same low-discrepancy sequence: no per-worker offset.
-        return optuna.samplers.QMCSampler(seed=s.seed, warn_independent_sampling=False, **params)
+        # Every worker walks the same low-discrepancy sequence (its index is stored in the
+        # study); only the parameters QMC leaves to an independent sampler (a categorical
+        # optimizer) are drawn per trial.
+        return optuna.samplers.QMCSampler(
+            seed=s.seed,
+            independent_sampler=TrialSeededSampler(
+                lambda seed: optuna.samplers.RandomSampler(seed=seed), s.seed
+            ),
+            warn_independent_sampling=False,
+            **params,
+        )
     if s.kind == "grid":
-        return GridSampler(grid_points(spec), seed=seed)
+        # Grid point = trial number, and the grid's shuffle must be one per study: the
+        # spec's seed, unchanged, in every process.
+        return GridSampler(grid_points(spec), seed=s.seed)
     raise UsageError(f"unknown sampler kind {s.kind!r}")
 
 
@@ -103,10 +201,10 @@ def stored_spec(study: optuna.Study) -> StudySpec:
     data = study.user_attrs.get(SPEC_ATTR)
     if data is None:
         raise UsageError(
-            f"study '{study.study_name}' was not created by sweeper (it has no stored spec); "
-            "start it with 'sweeper run SPEC'"
+            f"study '{one_line(study.study_name)}' was not created by sweeper (it has no stored "
+            "spec); start it with 'sweeper run SPEC'"
         )
-    return spec_from_dict(data, f"the spec stored in study '{study.study_name}'")
+    return spec_from_dict(data, f"the spec stored in study '{one_line(study.study_name)}'")
 
 
 def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[str]:
@@ -120,12 +218,19 @@ def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[str]:
 
 def create_or_load(storage: optuna.storages.BaseStorage, spec: StudySpec) -> optuna.Study:
     """Create the spec's study, or load it if it exists with a compatible spec."""
+    try:
+        sampler, pruner = make_sampler(spec), make_pruner(spec)
+    except (ValueError, TypeError) as err:  # a combination spec.py let through
+        reason = one_line(str(err)).split(". ")[0]
+        raise UsageError(
+            f"study '{spec.name}': Optuna rejects [sampler] or [pruner]: {reason}"
+        ) from None
     study = optuna.create_study(
         storage=storage,
         study_name=spec.name,
         direction="maximize",  # the only metric, validation accuracy, is maximised
-        sampler=make_sampler(spec),
-        pruner=make_pruner(spec),
+        sampler=sampler,
+        pruner=pruner,
         load_if_exists=True,
     )
     existing = study.user_attrs.get(SPEC_ATTR)
@@ -152,25 +257,29 @@ def create_or_load(storage: optuna.storages.BaseStorage, spec: StudySpec) -> opt
     return study
 
 
-def load_study(
-    storage: optuna.storages.BaseStorage, name: str, seed_offset: int = 0
-) -> optuna.Study:
+# How many study names a "no study named ..." error lists before it says how many more.
+LISTED_NAMES = 20
+
+
+def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     """Load study ``name`` with the sampler and pruner of its stored spec, when it has one."""
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        known = optuna.get_all_study_names(storage)
-        hint = f" (studies here: {', '.join(known)})" if known else " (there are none yet)"
+        known = [one_line(n) for n in optuna.get_all_study_names(storage)]
+        more = f" and {len(known) - LISTED_NAMES} more" if len(known) > LISTED_NAMES else ""
+        listed = ", ".join(known[:LISTED_NAMES]) + more
+        hint = f" (studies here: {listed})" if known else " (there are none yet)"
         url = getattr(storage, "url", None)
         where = f" in {redact(url)}" if url else ""
-        raise UsageError(f"no study named '{name}'{where}{hint}") from None
+        raise UsageError(f"no study named '{one_line(name)}'{where}{hint}") from None
     if SPEC_ATTR not in study.user_attrs:
         return study
     spec = stored_spec(study)
     return optuna.load_study(
         study_name=name,
         storage=storage,
-        sampler=make_sampler(spec, seed_offset),
+        sampler=make_sampler(spec),
         pruner=make_pruner(spec),
     )
 
@@ -292,7 +401,7 @@ def best_trial_row(study: optuna.Study) -> dict[str, Any]:
             counts[t.state.name.lower()] += 1
         summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no trials"
         raise SweeperError(
-            f"study '{study.study_name}' has no completed trial yet ({summary})"
+            f"study '{one_line(study.study_name)}' has no completed trial yet ({summary})"
         ) from None
     row = trial_row(best)
     row["params"] = dict(best.params)

@@ -11,8 +11,11 @@ Promises:
   from PostgreSQL; figures are recomputed only when a trial was added, finished or reported
   an epoch since the last poll, so an idle page costs the database one trial read.
 - Binds to 127.0.0.1 unless told otherwise: the page has no authentication.
-- Errors reach the page as one line (HTTP 404 for an unknown study, 500 otherwise) and never
-  contain a storage password: messages pass through ``redact`` where a URL may appear.
+- Errors reach the page as one line and never contain a storage password: messages pass
+  through ``redact`` where a URL may appear. A name no study may have (``sweeper.spec``'s
+  rule: a NUL, a newline, too long) is HTTP 400 and touches no database; an unknown study
+  404; a method other than GET 405; a failure of ours 500 with no internals (its type and
+  message go to the server's stderr, scrubbed).
 
 No web framework: the page is four routes, and the standard library's threading server
 serves a handful of users well. Dash would add Flask, a React bundle and a dependency tree
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -41,7 +45,8 @@ from sweeper.dashboard.config import DashboardConfig
 from sweeper.dashboard.data import snapshot
 from sweeper.dashboard.report import PAGE_CSS, PLOTLY_CONFIG, summary_html
 from sweeper.dashboard.views import build_views, panels
-from sweeper.errors import SweeperError, UsageError
+from sweeper.errors import SweeperError, UsageError, one_line
+from sweeper.spec import study_name_problem
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
@@ -230,10 +235,25 @@ class _Handler(BaseHTTPRequestHandler):
     def _json_error(self, status: HTTPStatus, message: str) -> None:
         self._send(status, json.dumps({"error": message}).encode(), "application/json")
 
+    def _not_allowed(self) -> None:
+        self._json_error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served here")
+
+    # http.server dispatches on these names.
+    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
+
+    def _study_name(self, quoted: str) -> str | None:
+        """The study name in a URL, or None after answering 400 when none may have it."""
+        name = urllib.parse.unquote(quoted, errors="strict")
+        problem = study_name_problem(name)
+        if problem:
+            self._json_error(HTTPStatus.BAD_REQUEST, f"not a study name: it {problem}")
+            return None
+        return name
+
     def do_GET(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
         config = self.server.config
         try:
+            path = urllib.parse.urlsplit(self.path).path
             if path == "/" and config.study:
                 self.send_response(HTTPStatus.FOUND)
                 self.send_header("Location", "/study/" + urllib.parse.quote(config.study, safe=""))
@@ -244,7 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/static/plotly.min.js":
                 self._send(HTTPStatus.OK, self.server.plotly_js, "text/javascript", cache=True)
             elif path.startswith("/study/"):
-                name = urllib.parse.unquote(path[len("/study/") :])
+                name = self._study_name(path[len("/study/") :])
+                if name is None:
+                    return
                 try:
                     self.server.source.check(name)
                 except UsageError as err:
@@ -257,19 +279,27 @@ class _Handler(BaseHTTPRequestHandler):
                     HTTPStatus.OK, study_page(name, config.refresh_s), "text/html; charset=utf-8"
                 )
             elif path.startswith("/api/study/"):
-                name = urllib.parse.unquote(path[len("/api/study/") :])
+                name = self._study_name(path[len("/api/study/") :])
+                if name is None:
+                    return
                 self._send(HTTPStatus.OK, self.server.source.payload(name), "application/json")
             else:
                 self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8")
+        except UnicodeDecodeError:  # %-escapes that are not UTF-8
+            self._json_error(HTTPStatus.BAD_REQUEST, "the path is not valid UTF-8")
         except UsageError as err:
-            self._json_error(HTTPStatus.NOT_FOUND, str(err))
+            self._json_error(HTTPStatus.NOT_FOUND, one_line(str(err)))
         except SweeperError as err:
-            self._json_error(HTTPStatus.INTERNAL_SERVER_ERROR, str(err))
+            self._json_error(HTTPStatus.INTERNAL_SERVER_ERROR, one_line(str(err)))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away mid-response
         except Exception as err:  # one bad poll must not take the page down
-            message = f"{type(err).__name__}: {err}".splitlines()[0]
-            self._json_error(HTTPStatus.INTERNAL_SERVER_ERROR, self.server.scrub(message))
+            message = one_line(f"{type(err).__name__}: {err}")
+            print(f"sweeper dashboard: {self.server.scrub(message)}", file=sys.stderr)
+            self._json_error(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                "internal error while reading the study (details on the dashboard's terminal)",
+            )
 
 
 class DashboardServer(ThreadingHTTPServer):

@@ -429,8 +429,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a port number (0-65535)")
-    if args.refresh <= 0:
-        raise UsageError(f"--refresh {args.refresh:g} must be a positive number of seconds")
+    if not 0 < args.refresh <= 86400:  # also refuses nan and inf; a day is the page's limit
+        raise UsageError(f"--refresh {args.refresh:g} must be a number of seconds in (0, 86400]")
     storage = _open(args)
     config = DashboardConfig(
         host=args.host, port=args.port, study=args.study, refresh_s=args.refresh

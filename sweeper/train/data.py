@@ -14,6 +14,9 @@ Contract:
   for and how to fix it.
 - Subsets (``train_size``, ``val_size``) are drawn with ``subset_seed``, so every trial and
   every worker trains and validates on the same images.
+- Input at fault is a ``UsageError`` (one line, raised as the data load, before any trial):
+  a subset larger than its split (naming the key and how many images there are), and a data
+  path that is a plain file but no archive.
 - ``normalise`` maps uint8 to the tutorial's mean 0.5 / std 0.5 per channel, on the device.
 """
 
@@ -26,12 +29,13 @@ import shutil
 import tarfile
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from sweeper.errors import SweeperError
+from sweeper.errors import SweeperError, UsageError
 from sweeper.spec import DataSpec
 from sweeper.train.model import IMAGE_SHAPE, N_CLASSES
 
@@ -100,6 +104,8 @@ def load_dataset(spec: DataSpec, override: str | None = None) -> Dataset:
 
 
 def _load_full(path: Path, source: str) -> Dataset:
+    if path.exists() and not path.is_dir() and not _is_archive(path):
+        raise UsageError(f"{path} is a file, not a folder or a .tar.gz archive; {HOW_TO_FIX}")
     from_archive = path.is_file() and _is_archive(path)
     if from_archive:
         path = _unpack(path)
@@ -187,9 +193,14 @@ def _unpack(archive: Path) -> Path:
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(staging, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as err:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
             shutil.rmtree(staging, ignore_errors=True)
-            raise SweeperError(f"cannot unpack {archive}: {err}; {HOW_TO_FIX}") from None
+            # tarfile lists every compression it tried, one line each: keep the first.
+            reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else ""
+            raise SweeperError(
+                f"cannot unpack {archive} ({reason or type(err).__name__}): not a readable "
+                f"tar archive; {HOW_TO_FIX}"
+            ) from None
         try:
             staging.rename(target)
         except OSError:  # another worker unpacked it first
@@ -315,12 +326,19 @@ def _write_atomic(file: Path, data: Dataset) -> None:
 def _subset(data: Dataset, spec: DataSpec) -> Dataset:
     generator = torch.Generator().manual_seed(spec.subset_seed)
 
-    def pick(x: torch.Tensor, y: torch.Tensor, size: int | None) -> tuple[torch.Tensor, ...]:
-        if size is None or size >= len(y):
+    def pick(
+        x: torch.Tensor, y: torch.Tensor, size: int | None, key: str
+    ) -> tuple[torch.Tensor, ...]:
+        if size is not None and size > len(y):
+            raise UsageError(
+                f"[data] {key} is {size} but {data.origin} has only {len(y)} images in that "
+                f"split; set {key} <= {len(y)}, or remove it to use them all"
+            )
+        if size is None or size == len(y):
             return x, y
         index = torch.randperm(len(y), generator=generator)[:size]
         return x[index], y[index]
 
-    train_x, train_y = pick(data.train_x, data.train_y, spec.train_size)
-    test_x, test_y = pick(data.test_x, data.test_y, spec.val_size)
+    train_x, train_y = pick(data.train_x, data.train_y, spec.train_size, "train_size")
+    test_x, test_y = pick(data.test_x, data.test_y, spec.val_size, "val_size")
     return Dataset(train_x, train_y, test_x, test_y, data.classes, data.origin)

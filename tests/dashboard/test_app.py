@@ -79,3 +79,22 @@ def test_without_a_study_it_lists_the_studies(shared_url: str) -> None:
         assert status == 200
         assert b"<a href='/study/cifar10-adamw'>cifar10-adamw</a>" in page
         assert b"<a href='/study/adam-vs-adamw'>adam-vs-adamw</a>" in page
+
+
+def test_bad_requests_get_4xx_and_no_internals(shared_url: str) -> None:
+    """Issue 13 item 11: a name no study may have is 400 before any query; no stack text."""
+    with dashboard("--storage", shared_url) as live:
+        for path in ("api/study/%00", "api/study/a%0Ab", "study/%00", "api/study/" + "x" * 600):
+            status, _, body = get(live.url + path)
+            assert status == 400, (path, status, body)
+            assert "not a study name" in json.loads(body)["error"]
+            assert b"Error" not in body and b"Traceback" not in body
+        status, _, body = get(live.url + "api/study/%ff")
+        assert status in (400, 404) and b"Traceback" not in body
+        request = urllib.request.Request(live.url + "api/study/x", data=b"{}", method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=60)
+            raise AssertionError("POST was served")
+        except urllib.error.HTTPError as err:
+            assert err.code == 405
+        assert get(live.url + "api/study/cifar10-adamw")[0] == 200  # still serving

@@ -23,8 +23,10 @@ Promises:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 import optuna
@@ -174,6 +176,32 @@ def _scrub(message: str, url: str) -> str:
     return message
 
 
+# Any fixed 64-bit key: the session-level advisory lock that serialises schema creation.
+_SCHEMA_LOCK = 0x5357_4545_5045_5201  # "SWEEPER" + 1
+
+
+@contextlib.contextmanager
+def _one_schema_creator(url: str) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock while Optuna checks and creates its tables.
+
+    RDBStorage creates its schema when a database has none; two processes doing that at
+    the same instant (two `sweeper run` on a fresh database) collide inside PostgreSQL's
+    catalog ("duplicate key value violates unique constraint pg_type_typname_nsp_index").
+    Under this lock the second one finds the tables made. One short extra connection.
+    """
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
 def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.storages.RDBStorage:
     """Resolve, validate and connect; return the RDBStorage all of sweeper works through.
 
@@ -183,16 +211,17 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
     resolved = resolve_url(url)
     opts = options or StorageSpec()
     try:
-        return optuna.storages.RDBStorage(
-            resolved,
-            engine_kwargs={
-                "pool_pre_ping": True,
-                "pool_size": POOL_SIZE,
-                "max_overflow": MAX_OVERFLOW,
-            },
-            heartbeat_interval=opts.heartbeat_interval,
-            grace_period=opts.grace_period,
-        )
+        with _one_schema_creator(resolved):
+            return optuna.storages.RDBStorage(
+                resolved,
+                engine_kwargs={
+                    "pool_pre_ping": True,
+                    "pool_size": POOL_SIZE,
+                    "max_overflow": MAX_OVERFLOW,
+                },
+                heartbeat_interval=opts.heartbeat_interval,
+                grace_period=opts.grace_period,
+            )
     except sqlalchemy.exc.SQLAlchemyError as err:
         # RDBStorage connects at once (schema check): an unreachable server, a wrong
         # password or a missing database surface here as OperationalError.

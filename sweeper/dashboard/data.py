@@ -870,6 +870,59 @@ def _cell(x: float, cells: Sequence[tuple[float, float, float]]) -> int | None:
     return None
 
 
+# --------------------------------------------------------------------------- 4. slices
+
+
+class SliceInfo(NamedTuple):
+    """Accuracy against one hyperparameter at a time (Optuna's ``plot_slice``), one point per
+    configuration of the noise model, so seed replicates are one point with their interval.
+
+    ``configs`` are the completed configurations with an lr and a wd (AdamW's first, then in
+    trial order); each carries its mean over seeds, ``n`` and the noise model's 95% interval
+    ``low``..``high``. The figure draws that interval as an error bar where ``n >= 2``: a
+    single run's interval rests on the pooled estimate alone, so ``single_run_halfwidth``
+    (t x the per-run sd at the median accuracy) is stated once instead of drawn on every
+    point. Pruned trials are left out (their accuracy is from an earlier epoch) and counted.
+    """
+
+    configs: tuple[nm.Config, ...]
+    optimizers: tuple[str, ...]
+    lr_bounds: tuple[float, float]
+    wd_bounds: tuple[float, float]
+    n_replicated: int  # configurations with two or more runs
+    single_run_halfwidth: float | None  # None when the noise is unknown
+    noise: str  # where the per-run sd comes from (the noise model's one line)
+    n_pruned: int
+
+
+def slice_info(snap: StudySnapshot) -> SliceInfo:
+    """Every completed configuration's mean and 95% interval, placed at its lr and wd."""
+    model = noise_of(snap)
+    points = trial_points(snap)
+    names = optimizers(snap)
+    configs = sorted(
+        (c for c in model.configs if c.lr is not None and c.weight_decay is not None),
+        key=lambda c: (names.index(c.optimizer) if c.optimizer in names else 0, c.numbers[0]),
+    )
+    half = None
+    if model.sd_run is not None and configs:
+        middle = float(np.median([c.mean for c in configs]))
+        sd = model.sd_run
+        if model.n_val is not None:
+            sd = max(sd, nm.floor_sd(middle, model.n_val))
+        half = model.t * sd
+    return SliceInfo(
+        configs=tuple(configs),
+        optimizers=tuple(n for n in names if any(c.optimizer == n for c in configs)),
+        lr_bounds=_bounds(snap, LR, [p.lr for p in points]),
+        wd_bounds=_bounds(snap, WD, [p.weight_decay for p in points]),
+        n_replicated=sum(1 for c in configs if c.n >= 2),
+        single_run_halfwidth=half,
+        noise=model.source,
+        n_pruned=sum(1 for p in points if p.state == "pruned"),
+    )
+
+
 # --------------------------------------------------------------------------- 5. curves
 
 

@@ -31,6 +31,7 @@ from sweeper.dashboard.data import (
     DecouplingInfo,
     HistoryInfo,
     LandscapeInfo,
+    SliceInfo,
     TimelineInfo,
     TrialPoint,
 )
@@ -655,6 +656,164 @@ def comparison_figure(info: ComparisonInfo) -> go.Figure:
         "trial)</sup>",
         500,
     )
+
+
+# --------------------------------------------------------------------------- slices
+
+
+def _decade_colorbar(title: str, bounds: tuple[float, float], x: float) -> dict[str, Any]:
+    """A colorbar over log10 values whose ticks read as the values themselves (10^k)."""
+    lo, hi = math.floor(math.log10(bounds[0]) + 1e-9), math.ceil(math.log10(bounds[1]) - 1e-9)
+    ticks = list(range(lo, hi + 1)) if hi > lo else [lo]
+    return {
+        "title": {"text": title},
+        "tickvals": ticks,
+        "ticktext": [f"10<sup>{k}</sup>" for k in ticks],
+        "x": x,
+        "len": 0.9,
+        "thickness": 14,
+    }
+
+
+def slice_figure(info: SliceInfo) -> go.Figure:
+    """Accuracy against lr (colour: wd) and against wd (colour: lr), one row per optimizer.
+
+    One marker per configuration at its mean over seeds; configurations with seed replicates
+    are diamonds with their 95% interval as an error bar. Optuna's ``plot_slice`` draws every
+    trial alone; here replicates collapse, so a point never looks better measured than it is.
+    """
+    title = "Slices: accuracy against each hyperparameter alone"
+    if not info.configs:
+        return empty_figure(title, "No completed trial with lr and weight decay yet.")
+    rows = len(info.optimizers)
+    several = rows > 1
+    fig = make_subplots(
+        rows=rows,
+        cols=2,
+        horizontal_spacing=0.16,
+        vertical_spacing=0.16 if several else 0.0,
+        shared_yaxes=False,
+        subplot_titles=[
+            text
+            for name in info.optimizers
+            for text in (
+                f"{_name(name) + ': ' if several else ''}accuracy vs lr (colour: weight decay)",
+                f"{_name(name) + ': ' if several else ''}accuracy vs weight decay (colour: lr)",
+            )
+        ],
+    )
+    lows = [c.low if c.n >= 2 and c.low is not None else c.mean for c in info.configs]
+    highs = [c.high if c.n >= 2 and c.high is not None else c.mean for c in info.configs]
+    pad = 0.05 * ((max(highs) - min(lows)) or 0.01)
+    y_range = [min(lows) - pad, max(highs) + pad]
+    for row, name in enumerate(info.optimizers, start=1):
+        mine = [c for c in info.configs if c.optimizer == name]
+        for col, (x_of, c_of, axis) in enumerate(
+            (
+                (lambda c: c.lr, lambda c: c.weight_decay, "coloraxis4"),
+                (lambda c: c.weight_decay, lambda c: c.lr, "coloraxis5"),
+            ),
+            start=1,
+        ):
+            for replicated, label in (
+                (False, "single run"),
+                (True, "mean of seed replicates (bar: 95% CI)"),
+            ):
+                group = [c for c in mine if (c.n >= 2) == replicated]
+                if not group:
+                    continue
+                d = np.array(
+                    [
+                        (
+                            x_of(c),
+                            c.mean,
+                            math.log10(c_of(c)),
+                            c.lr,
+                            c.weight_decay,
+                            c.n,
+                            c.numbers[0],
+                            c.low if c.low is not None else np.nan,
+                            c.high if c.high is not None else np.nan,
+                        )
+                        for c in group
+                    ],
+                    dtype=float,
+                )
+                error = None
+                if replicated and np.isfinite(d[:, 7]).all():
+                    error = {
+                        "type": "data",
+                        "symmetric": False,
+                        "array": d[:, 8] - d[:, 1],
+                        "arrayminus": d[:, 1] - d[:, 7],
+                        "color": "#444444",
+                        "thickness": 1.5,
+                        "width": 4,
+                    }
+                fig.add_trace(
+                    go.Scatter(
+                        x=d[:, 0],
+                        y=d[:, 1],
+                        mode="markers",
+                        name=label,
+                        legendgroup=label,
+                        showlegend=row == 1 and col == 1,
+                        marker={
+                            "color": d[:, 2],
+                            "coloraxis": axis,
+                            "symbol": "diamond" if replicated else "circle",
+                            "size": 10 if replicated else 7,
+                            "line": {"width": 1, "color": "rgba(0,0,0,0.7)"},
+                        },
+                        error_y=error,
+                        customdata=d[:, 3:],
+                        hovertemplate="lr %{customdata[0]:.3g}, wd %{customdata[1]:.3g}"
+                        "<br>mean val acc %{y:.4f} over %{customdata[2]} run(s)"
+                        "<br>95% CI %{customdata[4]:.4f}..%{customdata[5]:.4f}"
+                        "<br>first trial %{customdata[3]}<extra>" + _name(name) + "</extra>",
+                    ),
+                    row=row,
+                    col=col,
+                )
+        fig.update_xaxes(
+            **LOG_AXIS,
+            title_text="learning rate (log)",
+            range=_log_range(info.lr_bounds),
+            row=row,
+            col=1,
+        )
+        fig.update_xaxes(
+            **LOG_AXIS,
+            title_text="weight decay (log)",
+            range=_log_range(info.wd_bounds),
+            row=row,
+            col=2,
+        )
+        fig.update_yaxes(title_text="validation accuracy", range=y_range, row=row)
+    fig.update_layout(
+        coloraxis4={
+            "colorscale": "Cividis",
+            "cmin": math.log10(info.wd_bounds[0]),
+            "cmax": math.log10(info.wd_bounds[1]),
+            "colorbar": _decade_colorbar("wd", info.wd_bounds, 0.43),
+        },
+        coloraxis5={
+            "colorscale": "Plasma",
+            "cmin": math.log10(info.lr_bounds[0]),
+            "cmax": math.log10(info.lr_bounds[1]),
+            "colorbar": _decade_colorbar("lr", info.lr_bounds, 1.0),
+        },
+    )
+    sub = f"{len(info.configs)} configurations, {info.n_replicated} with seed replicates"
+    if info.single_run_halfwidth is not None:
+        sub += f"; one run: ±{100 * info.single_run_halfwidth:.1f} points (95%)"
+    else:
+        sub += "; noise unknown"
+    if info.n_pruned:
+        sub += f"; {info.n_pruned} pruned left out"
+    fig = _base(fig, f"{title}<br><sup>({sub})</sup>", 440 * rows + 120)
+    fig.update_layout(margin={"t": 110, "b": 110}, legend={"y": -0.22 / rows, "yanchor": "top"})
+    return fig
 
 
 # --------------------------------------------------------------------------- 4. importance

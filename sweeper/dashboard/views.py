@@ -20,6 +20,7 @@ from sweeper.dashboard.data import (
     DecouplingInfo,
     HistoryInfo,
     LandscapeInfo,
+    SliceInfo,
     StudySnapshot,
     SummaryInfo,
     TimelineInfo,
@@ -28,6 +29,7 @@ from sweeper.dashboard.data import (
     decoupling_info,
     history_info,
     landscape_info,
+    slice_info,
     summary_info,
     timeline_info,
 )
@@ -38,6 +40,7 @@ class Views(NamedTuple):
 
     summary: SummaryInfo
     landscape: LandscapeInfo
+    slices: SliceInfo
     decoupling: DecouplingInfo
     comparison: ComparisonInfo
     importance: ImportanceInfo
@@ -61,6 +64,7 @@ def build_views(snap: StudySnapshot) -> Views:
     return Views(
         summary=summary_info(snap),
         landscape=land,
+        slices=slice_info(snap),
         decoupling=decoupling_info(snap, land),
         comparison=comparison_info(snap),
         importance=importance_info(snap),
@@ -84,6 +88,16 @@ def panels(views: Views) -> list[Panel]:
             "uncertain the surface fades to white and the right panel turns dark: no trial "
             "supports the colour there. The dotted line bounds the region the data pin down.",
             figures.landscape_figure(views.landscape),
+        ),
+        Panel(
+            "slices",
+            "Accuracy against each hyperparameter alone",
+            "Left: accuracy against learning rate, coloured by weight decay; right: against "
+            "weight decay, coloured by learning rate (Optuna's slice plot). One marker per "
+            "configuration: seed replicates of a configuration are one diamond at their mean, "
+            "its bar the noise model's 95% interval; circles are single runs, each as noisy "
+            "as the subtitle says. A trend smaller than that noise is not a trend.",
+            figures.slice_figure(views.slices),
         ),
         Panel(
             "decoupling",

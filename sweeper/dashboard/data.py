@@ -33,7 +33,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.analysis import noise as nm
 from sweeper.analysis import surface as gp
 from sweeper.analysis.best import BestInfo, best_info
-from sweeper.analysis.decay import Schedule, schedule
+from sweeper.analysis.decay import (
+    DEFAULT_TRAIN_SIZE,
+    DecayCheck,
+    Schedule,
+    decay_check,
+    memory_epochs,
+    schedule,
+)
 from sweeper.errors import UsageError
 from sweeper.work import attrs
 
@@ -293,18 +300,28 @@ def noise_of(snap: StudySnapshot) -> nm.NoiseModel:
     return nm.noise_model(observations(snap), maximize=snap.maximize, n_val=setup(snap).n_val)
 
 
+def adamw_space(
+    snap: StudySnapshot, points: Sequence[TrialPoint] | None = None
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """((lr low, high), (wd low, high)) searched with AdamW: the spec's space when it says,
+    else what the AdamW trials tried; None without an AdamW trial. The decay axis is judged
+    on this box (``decay.decay_check``) by ``best``, the report and the effective-decay view.
+    """
+    st = setup(snap)
+    adamw = [
+        p for p in (trial_points(snap) if points is None else points) if p.optimizer == "adamw"
+    ]
+    if not adamw:
+        return None
+    lrs = [p.lr for p in adamw]
+    wds = [p.weight_decay for p in adamw]
+    return st.lr_space or (min(lrs), max(lrs)), st.wd_space or (min(wds), max(wds))
+
+
 def best_of(snap: StudySnapshot, model: nm.NoiseModel | None = None) -> BestInfo:
     """The best configuration, its indistinguishable set, the verdict and the decay warning."""
     model = model or noise_of(snap)
-    st = setup(snap)
-    space = None
-    adamw = [p for p in trial_points(snap) if p.optimizer == "adamw"]
-    if adamw:
-        lrs = [p.lr for p in adamw]
-        wds = [p.weight_decay for p in adamw]
-        # The space searched when the spec says; else what the trials tried.
-        space = (st.lr_space or (min(lrs), max(lrs)), st.wd_space or (min(wds), max(wds)))
-    return best_info(model, schedule=st.schedule, adamw_space=space)
+    return best_info(model, schedule=setup(snap).schedule, adamw_space=adamw_space(snap))
 
 
 def _bounds(snap: StudySnapshot, name: str, seen: Sequence[float]) -> tuple[float, float]:
@@ -920,6 +937,82 @@ def slice_info(snap: StudySnapshot) -> SliceInfo:
         single_run_halfwidth=half,
         noise=model.source,
         n_pruned=sum(1 for p in points if p.state == "pruned"),
+    )
+
+
+# --------------------------------------------------------------------------- effective decay
+
+
+# When the study does not record its schedule (a study made by hand): the tutorial's batch of
+# 32 on CIFAR-10's 50,000 training images, the spec's defaults. The view says it assumed them.
+ASSUMED_BATCH = 32
+
+
+class EffectiveDecayInfo(NamedTuple):
+    """AdamW's trials on the axes its weight decay really sets: lr and the decay's memory
+    1 / (lr * wd * steps per epoch), in epochs (``sweeper.analysis.decay``).
+
+    ``configs`` are AdamW's completed configurations (mean over seeds) and ``memory`` their
+    memories; ``pruned`` / ``pruned_memory`` the pruned AdamW trials. ``check`` is the same
+    judgement ``sweeper best`` and the report print (``decay.decay_check`` on
+    ``adamw_space``), or None when the study records no schedule; ``assumed`` then says which
+    schedule the memories assume. Adam's coupled L2 does not shrink weights by (1 - lr * wd)
+    per step, so other optimizers are left out and named in ``left_out``.
+    """
+
+    configs: tuple[nm.Config, ...]
+    memory: tuple[float, ...]
+    pruned: tuple[TrialPoint, ...]
+    pruned_memory: tuple[float, ...]
+    lr_bounds: tuple[float, float]
+    wd_bounds: tuple[float, float]  # the AdamW space: its edges bound the memories drawn
+    steps_per_epoch: int
+    epochs: int | None  # of a full run; None when unknown
+    assumed: str  # "" when the schedule comes from the study's spec
+    check: DecayCheck | None
+    left_out: tuple[str, ...]  # optimizers whose trials are not drawn
+    value_range: tuple[float, float] | None
+
+
+def effective_decay_info(snap: StudySnapshot) -> EffectiveDecayInfo:
+    """AdamW's configurations placed at (lr, memory in epochs), with the decay-axis check."""
+    points = trial_points(snap)
+    st = setup(snap)
+    space = adamw_space(snap, points)
+    reached = max((p.epoch for p in points if p.epoch is not None), default=None)
+    sched, assumed = st.schedule, ""
+    if sched is None:
+        sched = schedule(reached or 1, ASSUMED_BATCH, None)
+        assumed = (
+            f"schedule not recorded: memories assume {sched.steps_per_epoch:,} steps per epoch "
+            f"({DEFAULT_TRAIN_SIZE:,} images, batch {ASSUMED_BATCH})"
+        )
+    spe = sched.steps_per_epoch
+    configs = sorted(
+        (
+            c
+            for c in noise_of(snap).configs
+            if c.optimizer == "adamw" and c.lr is not None and c.weight_decay is not None
+        ),
+        key=lambda c: c.numbers[0],
+    )
+    pruned = tuple(p for p in points if p.optimizer == "adamw" and p.state == "pruned")
+    values = [c.mean for c in configs]
+    lr_b, wd_b = space or ((1e-4, 1e-3), (1e-4, 1e-2))  # sweeper's default space
+    return EffectiveDecayInfo(
+        configs=tuple(configs),
+        memory=tuple(memory_epochs(c.lr, c.weight_decay, spe) for c in configs),  # type: ignore[arg-type]
+        pruned=pruned,
+        pruned_memory=tuple(memory_epochs(p.lr, p.weight_decay, spe) for p in pruned),
+        lr_bounds=lr_b,
+        wd_bounds=wd_b,
+        steps_per_epoch=spe,
+        epochs=st.schedule.epochs if st.schedule else reached,
+        assumed=assumed,
+        # The same judgement `sweeper best` and the report print, on the same box.
+        check=decay_check(space[0], space[1], st.schedule) if space and st.schedule else None,
+        left_out=tuple(n for n in optimizers(snap) if n != "adamw"),
+        value_range=(min(values), max(values)) if values else None,
     )
 
 

@@ -18,6 +18,7 @@ from sweeper.dashboard.data import (
     ComparisonInfo,
     CurvesInfo,
     DecouplingInfo,
+    EffectiveDecayInfo,
     HistoryInfo,
     LandscapeInfo,
     SliceInfo,
@@ -27,6 +28,7 @@ from sweeper.dashboard.data import (
     comparison_info,
     curves_info,
     decoupling_info,
+    effective_decay_info,
     history_info,
     landscape_info,
     slice_info,
@@ -43,6 +45,7 @@ class Views(NamedTuple):
     slices: SliceInfo
     decoupling: DecouplingInfo
     comparison: ComparisonInfo
+    decay: EffectiveDecayInfo
     importance: ImportanceInfo
     curves: CurvesInfo
     history: HistoryInfo
@@ -67,6 +70,7 @@ def build_views(snap: StudySnapshot) -> Views:
         slices=slice_info(snap),
         decoupling=decoupling_info(snap, land),
         comparison=comparison_info(snap),
+        decay=effective_decay_info(snap),
         importance=importance_info(snap),
         curves=curves_info(snap),
         history=history_info(snap),
@@ -124,6 +128,16 @@ def panels(views: Views) -> list[Panel]:
                 "for the side-by-side comparison."
             ),
             figures.comparison_figure(views.comparison),
+        ),
+        Panel(
+            "decay",
+            "Can weight decay matter over this run?",
+            "AdamW multiplies every weight by (1 − lr·wd) each step, so its decay forgets over "
+            "1/(lr·wd) steps (Wang & Aitchison, ICML 2025), drawn here in epochs against lr. "
+            "Inside the green band that memory is shorter than the run and the decay has acted "
+            "by the end; far above it, weight decay cannot have done much, and a flat wd axis "
+            "is what the study should find. Dashed lines bound the searched wd range.",
+            figures.effective_decay_figure(views.decay),
         ),
         Panel(
             "importance",

@@ -47,6 +47,7 @@ def test_live_page_serves_figures_and_refreshes_from_postgres(storage_url: str) 
             "slices",
             "decoupling",
             "comparison",
+            "decay",
             "importance",
             "curves",
             "history",

@@ -34,6 +34,7 @@ PANELS = (
     "slices",
     "decoupling",
     "comparison",
+    "decay",
     "importance",
     "curves",
     "history",

@@ -19,6 +19,7 @@ PANELS = (
     "slices",
     "decoupling",
     "comparison",
+    "decay",
     "importance",
     "curves",
     "history",

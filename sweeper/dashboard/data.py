@@ -31,7 +31,6 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.analysis import noise as nm
-from sweeper.analysis import surface as gp
 from sweeper.analysis.best import BestInfo, best_info
 from sweeper.analysis.decay import (
     DEFAULT_TRAIN_SIZE,
@@ -295,9 +294,23 @@ def observations(
     return out
 
 
+# The last snapshot's noise model. A report asks for it from six views; at 10,000 trials
+# each computation costs ~50 ms. Keyed by the identity of the snapshot's trials and attrs
+# (both kept alive here, so an id is never reused while it is cached).
+_NOISE_MEMO: list[tuple[tuple[FrozenTrial, ...], Mapping[str, Any], bool, nm.NoiseModel]] = []
+
+
 def noise_of(snap: StudySnapshot) -> nm.NoiseModel:
-    """The study's noise model (``sweeper.analysis.noise``) over its completed trials."""
-    return nm.noise_model(observations(snap), maximize=snap.maximize, n_val=setup(snap).n_val)
+    """The study's noise model (``sweeper.analysis.noise``) over its completed trials.
+
+    Computed once per snapshot: every view of one report shares one model.
+    """
+    for trials, user_attrs, maximize, model in _NOISE_MEMO:
+        if trials is snap.trials and user_attrs is snap.user_attrs and maximize == snap.maximize:
+            return model
+    model = nm.noise_model(observations(snap), maximize=snap.maximize, n_val=setup(snap).n_val)
+    _NOISE_MEMO[:] = [(snap.trials, snap.user_attrs, snap.maximize, model)]
+    return model
 
 
 def adamw_space(
@@ -465,6 +478,10 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
         mine = tuple(p for p in points if p.optimizer == name)
         done = [p for p in mine if p.state == "complete" and p.value is not None]
         surface, note = None, ""
+        # Here, not at the top: the GP needs scipy.linalg, which `sweeper best` and
+        # `sweeper importance` never use (a third of a second of start-up each).
+        from sweeper.analysis import surface as gp
+
         if len(done) < gp.MIN_POINTS:
             note = (
                 f"{len(done)} completed trial{'s' if len(done) != 1 else ''}: "

@@ -437,8 +437,10 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
         return empty_figure(title, "No completed trial with lr and weight decay yet.")
     slopes = ", ".join(_slope_text(p) for p in info.panels)
     if slopes:
+        # On its own line: after the title it ran past the right edge at 1,400 px.
         title += (
-            f" <sup>(slope of log best-lr on log wd: {slopes}; 0 = decoupled, −1 = coupled)</sup>"
+            f"<br><sup>(slope of log best-lr on log wd: {slopes}; 0 = decoupled, −1 = coupled)"
+            "</sup>"
         )
     fig = make_subplots(
         rows=1,
@@ -555,7 +557,9 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
     )
     fig.update_xaxes(**LOG_DECADES, title_text="lr × weight decay (decay per step)", row=1, col=3)
     fig.update_yaxes(title_text="validation accuracy", row=1, col=3)
-    return _base(fig, title, 520)
+    fig = _base(fig, title, 540)
+    fig.update_layout(margin={"t": 100})  # two title lines above the subplot titles
+    return fig
 
 
 # --------------------------------------------------------------------------- 3. Adam vs AdamW

@@ -1,23 +1,29 @@
-"""How long the report and the importance command take on a 1,000-trial study.
+"""sweeper's views against stock Optuna's, end to end through the console scripts.
 
 Run:  .venv/bin/python bench/views_speed.py --storage postgresql+psycopg2://USER@HOST/DB
-      [--trials 1000] [--repeats 5] [--cli]
+      [--trials 1000,10000] [--repeats 5] [--dashboard-trials 50000] [--best-trials 100000]
 
-The study (synthetic: tests/dashboard/factory.py's landscape, 8 epochs, ~40% pruned, 10
-failed, 4 workers) is created in that database on the first run (about half a minute:
-Optuna adds trials one by one) and reused afterwards. Each stage is timed ``--repeats``
-times and the median printed, with the machine, the library versions and the load average
-(other processes on a shared machine slow every stage). Stages:
+What is timed (wall clock, each a fresh process, median of ``--repeats`` runs):
 
-  load        open the storage and read every trial (sweeper.dashboard.fastread, as the CLI)
-  views       every extraction: GP surface, decoupling, heatmaps, importances, curves...
-  importance  PED-ANOVA + fANOVA + PED-ANOVA per epoch alone
-  render      figures to one self-contained HTML file (plotly.js inlined), written to disk
-  report      load + views + render: what ``sweeper report`` does after start-up
-  importance_cmd  load + importance: what ``sweeper importance`` does after start-up
+  ours   ``sweeper report -o r.html`` + ``sweeper importance`` (the console script of this
+         interpreter's environment: Python start-up, imports, reading the study, computing,
+         writing), summed.
+  stock  one Python process that loads the study with Optuna and writes
+         ``plot_contour(study, params=["lr", "weight_decay"])`` and
+         ``plot_param_importances(study)`` to HTML: what a user of stock Optuna runs.
+  ratio  ours / stock, both measured in this run (goal: at most 0.6).
 
-``--cli`` adds the wall time of the real console script (Python start-up and imports
-included) for ``sweeper report`` and ``sweeper importance``.
+With ``--dashboard-trials N`` it also serves ``sweeper dashboard`` on an N-trial study and
+times ``GET /api/study/NAME``: the first poll (every figure computed) and later polls (the
+trials read again, figures reused while nothing changed). With ``--best-trials N`` it times
+``sweeper best`` on an N-trial study.
+
+The 1,000-trial study (synthetic: tests/dashboard/factory.py's landscape, 8 epochs, ~40%
+pruned, 10 failed, 4 workers) is created through Optuna on the first run (~40 s) and reused.
+Larger ones are copies of it made in SQL (Optuna adds trials one by one: 10,000 would take
+7 minutes): copy k renumbers the trials by k x 1,000 and scales lr and wd by (1 - k 1e-6),
+so every configuration stays distinct. The machine, the versions and the load average are
+printed with the numbers: other processes on a shared machine slow every run.
 """
 
 from __future__ import annotations
@@ -26,19 +32,34 @@ import argparse
 import importlib.util
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = "views-speed-{n}"
+BASE = 1000
+# The stock pair, as a user of Optuna writes it. Run with the same interpreter as ours.
+STOCK = """
+import sys, warnings
+import optuna
+warnings.filterwarnings("ignore")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+url, name, out = sys.argv[1:4]
+study = optuna.load_study(study_name=name, storage=url)
+optuna.visualization.plot_contour(study, params=["lr", "weight_decay"]).write_html(out + "-c.html")
+optuna.visualization.plot_param_importances(study).write_html(out + "-i.html")
+"""
 
 
 def _factory():  # the test-suite's study builder, loaded by path (tests/ is not a package)
@@ -49,22 +70,86 @@ def _factory():  # the test-suite's study builder, loaded by path (tests/ is not
     return module
 
 
+def _count(storage: optuna.storages.RDBStorage, name: str) -> int | None:
+    if name not in optuna.get_all_study_names(storage):
+        return None
+    return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+
+
 def ensure_study(url: str, n: int) -> str:
-    """The name of a study of ``n`` synthetic trials in ``url``, created when missing."""
+    """The name of a study of ``n`` synthetic trials in ``url`` (a multiple of 1,000)."""
+    if n % BASE:
+        raise SystemExit(f"--trials: {n} is not a multiple of {BASE}")
     name = STUDY.format(n=n)
     storage = optuna.storages.RDBStorage(url)
-    if name in optuna.get_all_study_names(storage):
-        if len(optuna.load_study(study_name=name, storage=storage).trials) == n:
-            return name
+    have = _count(storage, name)
+    if have == n:
+        return name
+    if have is not None:
         optuna.delete_study(study_name=name, storage=storage)
-    factory = _factory()
     started = time.perf_counter()
-    factory.create_study(url, name, factory.synthetic_trials(n, epochs=8, n_failed=10))
-    print(f"created study {name} in {time.perf_counter() - started:.1f} s")
+    if n == BASE:
+        factory = _factory()
+        factory.create_study(url, name, factory.synthetic_trials(n, epochs=8, n_failed=10))
+    else:
+        _copy_study(url, ensure_study(url, BASE), name, n // BASE)
+    print(f"created study {name} in {time.perf_counter() - started:.1f} s", flush=True)
     return name
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
+def _copy_study(url: str, source: str, name: str, copies: int) -> None:
+    """``name`` = ``copies`` copies of ``source``'s trials, written in SQL."""
+    storage = optuna.storages.RDBStorage(url)
+    src = optuna.load_study(study_name=source, storage=storage)
+    dst = optuna.create_study(study_name=name, storage=storage, direction=src.direction)
+    for key, value in src.user_attrs.items():
+        dst.set_user_attr(key, value)
+    src_id = storage.get_study_id_from_name(source)
+    dst_id = storage.get_study_id_from_name(name)
+    engine = sa.create_engine(url)
+    p = {"src": src_id, "dst": dst_id, "c": copies, "n": BASE}
+    with engine.begin() as db:
+        db.execute(
+            sa.text(
+                "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) "
+                "SELECT t.number + k * :n, :dst, t.state, t.datetime_start, t.datetime_complete "
+                "FROM trials t, generate_series(0, :c - 1) k WHERE t.study_id = :src"
+            ),
+            p,
+        )
+        db.execute(
+            sa.text(
+                "CREATE TEMP TABLE copy_map ON COMMIT DROP AS SELECT n.trial_id AS new_id, "
+                "o.trial_id AS old_id, n.number / :n AS k FROM trials n JOIN trials o "
+                "ON o.study_id = :src AND o.number = n.number % :n WHERE n.study_id = :dst"
+            ),
+            p,
+        )
+        db.execute(
+            sa.text(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
+                "SELECT m.new_id, x.param_name, CASE WHEN x.param_name IN ('lr', 'weight_decay') "
+                "THEN x.param_value * (1 - m.k * 1e-6) ELSE x.param_value END, "
+                "x.distribution_json FROM trial_params x JOIN copy_map m ON x.trial_id = m.old_id"
+            )
+        )
+        for table, cols in (
+            ("trial_values", "objective, value, value_type"),
+            ("trial_intermediate_values", "step, intermediate_value, intermediate_value_type"),
+            ("trial_user_attributes", "key, value_json"),
+            ("trial_system_attributes", "key, value_json"),
+        ):
+            db.execute(
+                sa.text(
+                    f"INSERT INTO {table} (trial_id, {cols}) SELECT m.new_id, "
+                    + ", ".join(f"x.{c.strip()}" for c in cols.split(","))
+                    + f" FROM {table} x JOIN copy_map m ON x.trial_id = m.old_id"
+                )
+            )
+    engine.dispose()
+
+
+def median_s(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -73,71 +158,121 @@ def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, list[flo
     return statistics.median(times), times
 
 
+def run(cmd: Sequence[str]) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def runs(times: list[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in times)
+
+
+def time_pair(url: str, name: str, repeats: int, out: Path) -> tuple[float, float, float]:
+    """Medians of ours (report, importance) and of the stock pair, interleaved per repeat so
+    that a burst of load elsewhere hits both sides alike."""
+    sweeper = str(Path(sys.executable).with_name("sweeper"))
+    common = ["--study", name, "--storage", url]
+    report, importance, stock = [], [], []
+    for _ in range(repeats):
+        for cmd, into in (
+            ([sweeper, "report", "-o", str(out / "r.html"), *common], report),
+            ([sweeper, "importance", *common], importance),
+            ([sys.executable, "-c", STOCK, url, name, str(out / "stock")], stock),
+        ):
+            started = time.perf_counter()
+            run(cmd)
+            into.append(time.perf_counter() - started)
+    print(f"  sweeper report      {statistics.median(report):6.2f} s  ({runs(report)})")
+    print(f"  sweeper importance  {statistics.median(importance):6.2f} s  ({runs(importance)})")
+    print(f"  stock Optuna pair   {statistics.median(stock):6.2f} s  ({runs(stock)})")
+    return statistics.median(report), statistics.median(importance), statistics.median(stock)
+
+
+def time_dashboard(url: str, name: str, repeats: int) -> tuple[float, float]:
+    """(first poll, median later poll) of the live page's API, in seconds."""
+    sweeper = str(Path(sys.executable).with_name("sweeper"))
+    cmd = [sweeper, "dashboard", "--study", name, "--storage", url, "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        base = None
+        for line in proc.stdout:
+            found = re.search(r"at (http://\S+)", line)
+            if found:
+                base = found.group(1).rstrip("/")
+                break
+        if base is None:
+            raise SystemExit("the dashboard did not start")
+        api = f"{base}/api/study/{name}"
+
+        def poll() -> None:
+            with urllib.request.urlopen(api, timeout=600) as response:
+                response.read()
+
+        started = time.perf_counter()
+        poll()
+        first = time.perf_counter() - started
+        later, times = median_s(poll, repeats)
+        print(f"  first poll {first:.2f} s; later polls {later:.2f} s ({runs(times)})")
+        return first, later
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", default=os.environ.get("SWEEPER_STORAGE"), required=False)
-    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--storage", default=os.environ.get("SWEEPER_STORAGE"))
+    parser.add_argument("--trials", default="1000,10000", help="study sizes, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--cli", action="store_true", help="also time the console script")
+    parser.add_argument("--dashboard-trials", type=int, default=0, metavar="N")
+    parser.add_argument("--best-trials", type=int, default=0, metavar="N")
     args = parser.parse_args()
     if not args.storage:
         parser.error("give --storage postgresql+psycopg2://... (or set SWEEPER_STORAGE)")
 
+    import numpy
     import plotly
     import sklearn
 
-    from sweeper.analysis.importance import importance_info
-    from sweeper.dashboard.data import snapshot
-    from sweeper.dashboard.report import write_report
-    from sweeper.dashboard.views import build_views
-    from sweeper.storage import open_storage
-    from sweeper.study import load_study
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # sweeper's storage turns on heartbeats, which Optuna flags as experimental on every open.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    name = ensure_study(args.storage, args.trials)
+    sizes = [int(x) for x in args.trials.split(",") if x]
+    names = {n: ensure_study(args.storage, n) for n in sizes}
     print(
-        f"machine: {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}"
-        f", optuna {optuna.__version__}, plotly {plotly.__version__}, "
-        f"scikit-learn {sklearn.__version__}; load average {os.getloadavg()[0]:.1f}"
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}\n"
+        f"Python {platform.python_version()}, optuna {optuna.__version__}, plotly "
+        f"{plotly.__version__}, numpy {numpy.__version__}, scikit-learn {sklearn.__version__}\n"
+        f"load average at start {os.getloadavg()[0]:.2f}; median of {args.repeats} runs, "
+        "each a fresh process\n",
+        flush=True,
     )
-    print(f"study {name}: {args.trials} trials; median of {args.repeats} runs\n")
-
-    out = Path(tempfile.mkdtemp()) / "report.html"
-
-    def load():
-        storage = open_storage(args.storage)
-        return snapshot(load_study(storage, name), storage)
-
-    snap = load()
-    views_fn = lambda: build_views(snap)  # noqa: E731
-    stages: list[tuple[str, Callable[[], object]]] = [
-        ("load", load),
-        ("views", views_fn),
-        ("importance", lambda: importance_info(snap)),
-        ("render", lambda: write_report(snap, out)),
-        ("report", lambda: write_report(load(), out)),
-        ("importance_cmd", lambda: importance_info(load())),
-    ]
+    out = Path(tempfile.mkdtemp(prefix="views-speed-"))
     rows = []
-    for label, fn in stages:
-        med, times = median_time(fn, args.repeats)
-        rows.append((label, med, times))
-        print(f"{label:16s} {med:7.3f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})")
-    if args.cli:
-        script = str(Path(sys.executable).with_name("sweeper"))
-        for label, extra in (
-            ("cli report", ["report", "-o", str(out)]),
-            ("cli importance", ["importance"]),
-        ):
-            cmd = [script, *extra, "--study", name, "--storage", args.storage]
-            med, times = median_time(
-                lambda cmd=cmd: subprocess.run(cmd, check=True, capture_output=True), args.repeats
-            )
-            print(f"{label:16s} {med:7.3f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})")
-    size = out.stat().st_size / 1e6
-    print(f"\nreport size: {size:.1f} MB; load average now {os.getloadavg()[0]:.1f}")
+    for n in sizes:
+        print(f"{n:,} trials:", flush=True)
+        report, importance, stock = time_pair(args.storage, names[n], args.repeats, out)
+        rows.append((n, report, importance, stock))
+    if rows:
+        print("\n trials   report  importance   ours   stock   ours/stock (goal <= 0.6)")
+    for n, report, importance, stock in rows:
+        ours = report + importance
+        ratio = ours / stock
+        print(
+            f"{n:7,d}  {report:6.2f}  {importance:10.2f}  {ours:5.2f}  {stock:6.2f}   {ratio:.2f}"
+        )
+    if args.best_trials:
+        name = ensure_study(args.storage, args.best_trials)
+        sweeper = str(Path(sys.executable).with_name("sweeper"))
+        med, times = median_s(
+            lambda: run([sweeper, "best", "--study", name, "--storage", args.storage]),
+            args.repeats,
+        )
+        print(f"\nsweeper best on {args.best_trials:,} trials: {med:.2f} s ({runs(times)})")
+    if args.dashboard_trials:
+        name = ensure_study(args.storage, args.dashboard_trials)
+        print(f"\nlive page API on {args.dashboard_trials:,} trials:")
+        time_dashboard(args.storage, name, args.repeats)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

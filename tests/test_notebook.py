@@ -35,9 +35,8 @@ def test_notebook_executes_against_a_study(
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert (
-        len(figures) == 7
-    )  # landscape, decoupling, comparison, importance, curves, history, timeline
+    # landscape, slices, decoupling, comparison, decay, importance, curves, history, timeline
+    assert len(figures) == 9
     titles = [
         json.dumps(f["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]) for f in figures
     ]
@@ -45,6 +44,8 @@ def test_notebook_executes_against_a_study(
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert f"study '{GRID}': 32 trials" in text
     assert "adamw: slope of log best-lr against log wd = " in text
+    assert "32 configurations, 0 with seed replicates" in text
+    assert "left out (coupled L2, no (1 - lr*wd) decay): adam" in text
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "<th>best trial</th>" in html
     assert "Traceback" not in text

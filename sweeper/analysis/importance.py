@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
-from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.analysis.effects import Decomposition, decompose, decompose_optimizers
@@ -170,6 +169,8 @@ def _ped_anova(
     view: optuna.Study, params: list[str], target: Callable[[FrozenTrial], float]
 ) -> dict[str, float] | None:
     """Normalised PED-ANOVA of ``target`` (lower is better; NaN leaves a trial out)."""
+    from optuna.importance import PedAnovaImportanceEvaluator  # see importance_info
+
     evaluator = PedAnovaImportanceEvaluator(target_quantile=PED_TOP_QUANTILE)
     return _normalised(_quiet(lambda: evaluator.evaluate(view, params=params, target=target)))
 
@@ -225,6 +226,10 @@ def importance_info(snap: StudySnapshot) -> ImportanceInfo:
     elif not varied:
         notes.append("every trial has the same parameters: nothing to attribute")
     else:
+        # Imported only when there is something to evaluate: optuna.importance imports
+        # scikit-learn (and scipy.stats) for fANOVA's forest, 1.5-2 s of start-up.
+        from optuna.importance import FanovaImportanceEvaluator
+
         ped = _ped_anova(view, varied, lambda t: sign * final(t))
         fanova = FanovaImportanceEvaluator(
             n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=FANOVA_SEED

@@ -31,9 +31,15 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.analysis import noise as nm
-from sweeper.analysis import surface as gp
 from sweeper.analysis.best import BestInfo, best_info
-from sweeper.analysis.decay import Schedule, schedule
+from sweeper.analysis.decay import (
+    DEFAULT_TRAIN_SIZE,
+    DecayCheck,
+    Schedule,
+    decay_check,
+    memory_epochs,
+    schedule,
+)
 from sweeper.errors import UsageError
 from sweeper.work import attrs
 
@@ -288,23 +294,47 @@ def observations(
     return out
 
 
+# The last snapshot's noise model. A report asks for it from six views; at 10,000 trials
+# each computation costs ~50 ms. Keyed by the identity of the snapshot's trials and attrs
+# (both kept alive here, so an id is never reused while it is cached).
+_NOISE_MEMO: list[tuple[tuple[FrozenTrial, ...], Mapping[str, Any], bool, nm.NoiseModel]] = []
+
+
 def noise_of(snap: StudySnapshot) -> nm.NoiseModel:
-    """The study's noise model (``sweeper.analysis.noise``) over its completed trials."""
-    return nm.noise_model(observations(snap), maximize=snap.maximize, n_val=setup(snap).n_val)
+    """The study's noise model (``sweeper.analysis.noise``) over its completed trials.
+
+    Computed once per snapshot: every view of one report shares one model.
+    """
+    for trials, user_attrs, maximize, model in _NOISE_MEMO:
+        if trials is snap.trials and user_attrs is snap.user_attrs and maximize == snap.maximize:
+            return model
+    model = nm.noise_model(observations(snap), maximize=snap.maximize, n_val=setup(snap).n_val)
+    _NOISE_MEMO[:] = [(snap.trials, snap.user_attrs, snap.maximize, model)]
+    return model
+
+
+def adamw_space(
+    snap: StudySnapshot, points: Sequence[TrialPoint] | None = None
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """((lr low, high), (wd low, high)) searched with AdamW: the spec's space when it says,
+    else what the AdamW trials tried; None without an AdamW trial. The decay axis is judged
+    on this box (``decay.decay_check``) by ``best``, the report and the effective-decay view.
+    """
+    st = setup(snap)
+    adamw = [
+        p for p in (trial_points(snap) if points is None else points) if p.optimizer == "adamw"
+    ]
+    if not adamw:
+        return None
+    lrs = [p.lr for p in adamw]
+    wds = [p.weight_decay for p in adamw]
+    return st.lr_space or (min(lrs), max(lrs)), st.wd_space or (min(wds), max(wds))
 
 
 def best_of(snap: StudySnapshot, model: nm.NoiseModel | None = None) -> BestInfo:
     """The best configuration, its indistinguishable set, the verdict and the decay warning."""
     model = model or noise_of(snap)
-    st = setup(snap)
-    space = None
-    adamw = [p for p in trial_points(snap) if p.optimizer == "adamw"]
-    if adamw:
-        lrs = [p.lr for p in adamw]
-        wds = [p.weight_decay for p in adamw]
-        # The space searched when the spec says; else what the trials tried.
-        space = (st.lr_space or (min(lrs), max(lrs)), st.wd_space or (min(wds), max(wds)))
-    return best_info(model, schedule=st.schedule, adamw_space=space)
+    return best_info(model, schedule=setup(snap).schedule, adamw_space=adamw_space(snap))
 
 
 def _bounds(snap: StudySnapshot, name: str, seen: Sequence[float]) -> tuple[float, float]:
@@ -448,6 +478,10 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
         mine = tuple(p for p in points if p.optimizer == name)
         done = [p for p in mine if p.state == "complete" and p.value is not None]
         surface, note = None, ""
+        # Here, not at the top: the GP needs scipy.linalg, which `sweeper best` and
+        # `sweeper importance` never use (a third of a second of start-up each).
+        from sweeper.analysis import surface as gp
+
         if len(done) < gp.MIN_POINTS:
             note = (
                 f"{len(done)} completed trial{'s' if len(done) != 1 else ''}: "
@@ -868,6 +902,135 @@ def _cell(x: float, cells: Sequence[tuple[float, float, float]]) -> int | None:
         if _in_band(x, cell, i == len(cells) - 1):
             return i
     return None
+
+
+# --------------------------------------------------------------------------- 4. slices
+
+
+class SliceInfo(NamedTuple):
+    """Accuracy against one hyperparameter at a time (Optuna's ``plot_slice``), one point per
+    configuration of the noise model, so seed replicates are one point with their interval.
+
+    ``configs`` are the completed configurations with an lr and a wd (AdamW's first, then in
+    trial order); each carries its mean over seeds, ``n`` and the noise model's 95% interval
+    ``low``..``high``. The figure draws that interval as an error bar where ``n >= 2``: a
+    single run's interval rests on the pooled estimate alone, so ``single_run_halfwidth``
+    (t x the per-run sd at the median accuracy) is stated once instead of drawn on every
+    point. Pruned trials are left out (their accuracy is from an earlier epoch) and counted.
+    """
+
+    configs: tuple[nm.Config, ...]
+    optimizers: tuple[str, ...]
+    lr_bounds: tuple[float, float]
+    wd_bounds: tuple[float, float]
+    n_replicated: int  # configurations with two or more runs
+    single_run_halfwidth: float | None  # None when the noise is unknown
+    noise: str  # where the per-run sd comes from (the noise model's one line)
+    n_pruned: int
+
+
+def slice_info(snap: StudySnapshot) -> SliceInfo:
+    """Every completed configuration's mean and 95% interval, placed at its lr and wd."""
+    model = noise_of(snap)
+    points = trial_points(snap)
+    names = optimizers(snap)
+    configs = sorted(
+        (c for c in model.configs if c.lr is not None and c.weight_decay is not None),
+        key=lambda c: (names.index(c.optimizer) if c.optimizer in names else 0, c.numbers[0]),
+    )
+    half = None
+    if model.sd_run is not None and configs:
+        middle = float(np.median([c.mean for c in configs]))
+        sd = model.sd_run
+        if model.n_val is not None:
+            sd = max(sd, nm.floor_sd(middle, model.n_val))
+        half = model.t * sd
+    return SliceInfo(
+        configs=tuple(configs),
+        optimizers=tuple(n for n in names if any(c.optimizer == n for c in configs)),
+        lr_bounds=_bounds(snap, LR, [p.lr for p in points]),
+        wd_bounds=_bounds(snap, WD, [p.weight_decay for p in points]),
+        n_replicated=sum(1 for c in configs if c.n >= 2),
+        single_run_halfwidth=half,
+        noise=model.source,
+        n_pruned=sum(1 for p in points if p.state == "pruned"),
+    )
+
+
+# --------------------------------------------------------------------------- effective decay
+
+
+# When the study does not record its schedule (a study made by hand): the tutorial's batch of
+# 32 on CIFAR-10's 50,000 training images, the spec's defaults. The view says it assumed them.
+ASSUMED_BATCH = 32
+
+
+class EffectiveDecayInfo(NamedTuple):
+    """AdamW's trials on the axes its weight decay really sets: lr and the decay's memory
+    1 / (lr * wd * steps per epoch), in epochs (``sweeper.analysis.decay``).
+
+    ``configs`` are AdamW's completed configurations (mean over seeds) and ``memory`` their
+    memories; ``pruned`` / ``pruned_memory`` the pruned AdamW trials. ``check`` is the same
+    judgement ``sweeper best`` and the report print (``decay.decay_check`` on
+    ``adamw_space``), or None when the study records no schedule; ``assumed`` then says which
+    schedule the memories assume. Adam's coupled L2 does not shrink weights by (1 - lr * wd)
+    per step, so other optimizers are left out and named in ``left_out``.
+    """
+
+    configs: tuple[nm.Config, ...]
+    memory: tuple[float, ...]
+    pruned: tuple[TrialPoint, ...]
+    pruned_memory: tuple[float, ...]
+    lr_bounds: tuple[float, float]
+    wd_bounds: tuple[float, float]  # the AdamW space: its edges bound the memories drawn
+    steps_per_epoch: int
+    epochs: int | None  # of a full run; None when unknown
+    assumed: str  # "" when the schedule comes from the study's spec
+    check: DecayCheck | None
+    left_out: tuple[str, ...]  # optimizers whose trials are not drawn
+    value_range: tuple[float, float] | None
+
+
+def effective_decay_info(snap: StudySnapshot) -> EffectiveDecayInfo:
+    """AdamW's configurations placed at (lr, memory in epochs), with the decay-axis check."""
+    points = trial_points(snap)
+    st = setup(snap)
+    space = adamw_space(snap, points)
+    reached = max((p.epoch for p in points if p.epoch is not None), default=None)
+    sched, assumed = st.schedule, ""
+    if sched is None:
+        sched = schedule(reached or 1, ASSUMED_BATCH, None)
+        assumed = (
+            f"schedule not recorded: memories assume {sched.steps_per_epoch:,} steps per epoch "
+            f"({DEFAULT_TRAIN_SIZE:,} images, batch {ASSUMED_BATCH})"
+        )
+    spe = sched.steps_per_epoch
+    configs = sorted(
+        (
+            c
+            for c in noise_of(snap).configs
+            if c.optimizer == "adamw" and c.lr is not None and c.weight_decay is not None
+        ),
+        key=lambda c: c.numbers[0],
+    )
+    pruned = tuple(p for p in points if p.optimizer == "adamw" and p.state == "pruned")
+    values = [c.mean for c in configs]
+    lr_b, wd_b = space or ((1e-4, 1e-3), (1e-4, 1e-2))  # sweeper's default space
+    return EffectiveDecayInfo(
+        configs=tuple(configs),
+        memory=tuple(memory_epochs(c.lr, c.weight_decay, spe) for c in configs),  # type: ignore[arg-type]
+        pruned=pruned,
+        pruned_memory=tuple(memory_epochs(p.lr, p.weight_decay, spe) for p in pruned),
+        lr_bounds=lr_b,
+        wd_bounds=wd_b,
+        steps_per_epoch=spe,
+        epochs=st.schedule.epochs if st.schedule else reached,
+        assumed=assumed,
+        # The same judgement `sweeper best` and the report print, on the same box.
+        check=decay_check(space[0], space[1], st.schedule) if space and st.schedule else None,
+        left_out=tuple(n for n in optimizers(snap) if n != "adamw"),
+        value_range=(min(values), max(values)) if values else None,
+    )
 
 
 # --------------------------------------------------------------------------- 5. curves

@@ -14,6 +14,7 @@ Promises:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +30,10 @@ from sweeper.dashboard.data import (
     Curve,
     CurvesInfo,
     DecouplingInfo,
+    EffectiveDecayInfo,
     HistoryInfo,
     LandscapeInfo,
+    SliceInfo,
     TimelineInfo,
     TrialPoint,
 )
@@ -434,8 +437,10 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
         return empty_figure(title, "No completed trial with lr and weight decay yet.")
     slopes = ", ".join(_slope_text(p) for p in info.panels)
     if slopes:
+        # On its own line: after the title it ran past the right edge at 1,400 px.
         title += (
-            f" <sup>(slope of log best-lr on log wd: {slopes}; 0 = decoupled, −1 = coupled)</sup>"
+            f"<br><sup>(slope of log best-lr on log wd: {slopes}; 0 = decoupled, −1 = coupled)"
+            "</sup>"
         )
     fig = make_subplots(
         rows=1,
@@ -552,7 +557,9 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
     )
     fig.update_xaxes(**LOG_DECADES, title_text="lr × weight decay (decay per step)", row=1, col=3)
     fig.update_yaxes(title_text="validation accuracy", row=1, col=3)
-    return _base(fig, title, 520)
+    fig = _base(fig, title, 540)
+    fig.update_layout(margin={"t": 100})  # two title lines above the subplot titles
+    return fig
 
 
 # --------------------------------------------------------------------------- 3. Adam vs AdamW
@@ -655,6 +662,349 @@ def comparison_figure(info: ComparisonInfo) -> go.Figure:
         "trial)</sup>",
         500,
     )
+
+
+# --------------------------------------------------------------------------- slices
+
+
+def _decade_colorbar(title: str, bounds: tuple[float, float], x: float) -> dict[str, Any]:
+    """A colorbar over log10 values whose ticks read as the values themselves (10^k)."""
+    lo, hi = math.floor(math.log10(bounds[0]) + 1e-9), math.ceil(math.log10(bounds[1]) - 1e-9)
+    ticks = list(range(lo, hi + 1)) if hi > lo else [lo]
+    return {
+        "title": {"text": title},
+        "tickvals": ticks,
+        "ticktext": [f"10<sup>{k}</sup>" for k in ticks],
+        "x": x,
+        "len": 0.9,
+        "thickness": 14,
+    }
+
+
+def slice_figure(info: SliceInfo) -> go.Figure:
+    """Accuracy against lr (colour: wd) and against wd (colour: lr), one row per optimizer.
+
+    One marker per configuration at its mean over seeds; configurations with seed replicates
+    are diamonds with their 95% interval as an error bar. Optuna's ``plot_slice`` draws every
+    trial alone; here replicates collapse, so a point never looks better measured than it is.
+    """
+    title = "Slices: accuracy against each hyperparameter alone"
+    if not info.configs:
+        return empty_figure(title, "No completed trial with lr and weight decay yet.")
+    rows = len(info.optimizers)
+    several = rows > 1
+    fig = make_subplots(
+        rows=rows,
+        cols=2,
+        horizontal_spacing=0.16,
+        vertical_spacing=0.16 if several else 0.0,
+        shared_yaxes=False,
+        subplot_titles=[
+            text
+            for name in info.optimizers
+            for text in (
+                f"{_name(name) + ': ' if several else ''}accuracy vs lr (colour: weight decay)",
+                f"{_name(name) + ': ' if several else ''}accuracy vs weight decay (colour: lr)",
+            )
+        ],
+    )
+    lows = [c.low if c.n >= 2 and c.low is not None else c.mean for c in info.configs]
+    highs = [c.high if c.n >= 2 and c.high is not None else c.mean for c in info.configs]
+    pad = 0.05 * ((max(highs) - min(lows)) or 0.01)
+    y_range = [min(lows) - pad, max(highs) + pad]
+    for row, name in enumerate(info.optimizers, start=1):
+        mine = [c for c in info.configs if c.optimizer == name]
+        for col, (x_of, c_of, axis) in enumerate(
+            (
+                (lambda c: c.lr, lambda c: c.weight_decay, "coloraxis4"),
+                (lambda c: c.weight_decay, lambda c: c.lr, "coloraxis5"),
+            ),
+            start=1,
+        ):
+            for replicated, label in (
+                (False, "single run"),
+                (True, "mean of seed replicates (bar: 95% CI)"),
+            ):
+                group = [c for c in mine if (c.n >= 2) == replicated]
+                if not group:
+                    continue
+                d = np.array(
+                    [
+                        (
+                            x_of(c),
+                            c.mean,
+                            math.log10(c_of(c)),
+                            c.lr,
+                            c.weight_decay,
+                            c.n,
+                            c.numbers[0],
+                            c.low if c.low is not None else np.nan,
+                            c.high if c.high is not None else np.nan,
+                        )
+                        for c in group
+                    ],
+                    dtype=float,
+                )
+                error = None
+                if replicated and np.isfinite(d[:, 7]).all():
+                    error = {
+                        "type": "data",
+                        "symmetric": False,
+                        "array": d[:, 8] - d[:, 1],
+                        "arrayminus": d[:, 1] - d[:, 7],
+                        "color": "#444444",
+                        "thickness": 1.5,
+                        "width": 4,
+                    }
+                fig.add_trace(
+                    go.Scatter(
+                        x=d[:, 0],
+                        y=d[:, 1],
+                        mode="markers",
+                        name=label,
+                        legendgroup=label,
+                        showlegend=row == 1 and col == 1,
+                        marker={
+                            "color": d[:, 2],
+                            "coloraxis": axis,
+                            "symbol": "diamond" if replicated else "circle",
+                            "size": 10 if replicated else 7,
+                            "line": {"width": 1, "color": "rgba(0,0,0,0.7)"},
+                        },
+                        error_y=error,
+                        customdata=d[:, 3:],
+                        hovertemplate="lr %{customdata[0]:.3g}, wd %{customdata[1]:.3g}"
+                        "<br>mean val acc %{y:.4f} over %{customdata[2]} run(s)"
+                        "<br>95% CI %{customdata[4]:.4f}..%{customdata[5]:.4f}"
+                        "<br>first trial %{customdata[3]}<extra>" + _name(name) + "</extra>",
+                    ),
+                    row=row,
+                    col=col,
+                )
+        fig.update_xaxes(
+            **LOG_AXIS,
+            title_text="learning rate (log)",
+            range=_log_range(info.lr_bounds),
+            row=row,
+            col=1,
+        )
+        fig.update_xaxes(
+            **LOG_AXIS,
+            title_text="weight decay (log)",
+            range=_log_range(info.wd_bounds),
+            row=row,
+            col=2,
+        )
+        fig.update_yaxes(title_text="validation accuracy", range=y_range, row=row)
+    fig.update_layout(
+        coloraxis4={
+            "colorscale": "Cividis",
+            "cmin": math.log10(info.wd_bounds[0]),
+            "cmax": math.log10(info.wd_bounds[1]),
+            "colorbar": _decade_colorbar("wd", info.wd_bounds, 0.43),
+        },
+        coloraxis5={
+            "colorscale": "Plasma",
+            "cmin": math.log10(info.lr_bounds[0]),
+            "cmax": math.log10(info.lr_bounds[1]),
+            "colorbar": _decade_colorbar("lr", info.lr_bounds, 1.0),
+        },
+    )
+    sub = f"{len(info.configs)} configurations, {info.n_replicated} with seed replicates"
+    if info.single_run_halfwidth is not None:
+        sub += f"; one run: ±{100 * info.single_run_halfwidth:.1f} points (95%)"
+    else:
+        sub += "; noise unknown"
+    if info.n_pruned:
+        sub += f"; {info.n_pruned} pruned left out"
+    fig = _base(fig, f"{title}<br><sup>({sub})</sup>", 440 * rows + 120)
+    fig.update_layout(margin={"t": 110, "b": 110}, legend={"y": -0.22 / rows, "yanchor": "top"})
+    return fig
+
+
+# --------------------------------------------------------------------------- effective decay
+
+
+def _decade_ticks(low: float, high: float) -> dict[str, Any]:
+    """Tick at every power of ten in [low, high], written as a reader says it (0.1, 1, 100,
+    10k): one label per decade never overlaps, and "10k epochs" reads faster than 10^4."""
+    k0, k1 = math.ceil(math.log10(low) - 1e-9), math.floor(math.log10(high) + 1e-9)
+    values = [10.0**k for k in range(k0, k1 + 1)]
+
+    def label(k: int) -> str:
+        if k >= 6:
+            return f"10<sup>{k}</sup>"
+        if k >= 3:
+            return f"{10 ** (k - 3):g}k"
+        return f"{10.0**k:g}"
+
+    return {"tickvals": values, "ticktext": [label(k) for k in range(k0, k1 + 1)]}
+
+
+def effective_decay_figure(info: EffectiveDecayInfo) -> go.Figure:
+    """AdamW's configurations at (lr, memory of the decay in epochs), coloured by accuracy.
+
+    The shaded band is where the memory is shorter than the run (decay has shrunk weights by
+    more than 1 - 1/e by the end); the dashed lines are the searched box's wd edges (each a
+    line of slope -1). The decay-axis warning, when the check gives one, is printed under the
+    plot: it is the same line ``sweeper best`` prints.
+    """
+    title = "Effective decay: how long AdamW's weight decay remembers"
+    if not info.configs and not info.pruned:
+        why = (
+            "No AdamW trial: "
+            + ", ".join(_name(n) for n in info.left_out)
+            + "'s coupled L2 does not decay weights by (1 − lr·wd) per step."
+            if info.left_out
+            else "No finished AdamW trial with lr and weight decay yet."
+        )
+        return empty_figure(title, why)
+    spe = info.steps_per_epoch
+    lr_lo, lr_hi = info.lr_bounds
+    wd_lo, wd_hi = info.wd_bounds
+    seen = [*info.memory, *info.pruned_memory]
+    # The run's length is always on the axis (with half a decade under it): the distance
+    # between the study's memories and the band where decay acts is what the view shows.
+    seen += [info.epochs / 3.0] if info.epochs else []
+    m_lo = min(1.0 / (lr_hi * wd_hi * spe), *seen)
+    m_hi = max(1.0 / (lr_lo * wd_lo * spe), *seen)
+    y_range = [math.log10(m_lo) - 0.15, math.log10(m_hi) + 0.15]
+    fig = go.Figure()
+    if info.epochs:
+        e = float(info.epochs)
+        fig.add_trace(
+            go.Scatter(
+                x=[lr_lo, lr_hi, lr_hi, lr_lo, lr_lo],
+                y=[10 ** y_range[0], 10 ** y_range[0], e, e, 10 ** y_range[0]],
+                fill="toself",
+                fillcolor="rgba(0,158,115,0.10)",
+                mode="lines",
+                line={"color": "rgba(0,158,115,0.8)", "width": 1.5},
+                name=f"memory < the run ({info.epochs} epochs): decay acts",
+                hoverinfo="skip",
+            )
+        )
+    for wd, dash in ((wd_hi, "dash"), (wd_lo, "dot")):
+        fig.add_trace(
+            go.Scatter(
+                x=[lr_lo, lr_hi],
+                y=[1.0 / (lr_lo * wd * spe), 1.0 / (lr_hi * wd * spe)],
+                mode="lines",
+                line={"color": "#777777", "dash": dash, "width": 1.2},
+                name=f"wd {wd:.3g} ({'largest' if wd == wd_hi else 'smallest'} searched)",
+                hoverinfo="skip",
+            )
+        )
+    zr = info.value_range or (0.0, 1.0)
+    bar_drawn = False  # one accuracy colorbar for both marker kinds
+    for replicated, label in ((False, "single run"), (True, "mean of seeds")):
+        group = [
+            (c, m)
+            for c, m in zip(info.configs, info.memory, strict=True)
+            if (c.n >= 2) == replicated
+        ]
+        if not group:
+            continue
+        d = np.array(
+            [(c.lr, m, c.mean, c.weight_decay, c.n, c.numbers[0]) for c, m in group], dtype=float
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=d[:, 0],
+                y=d[:, 1],
+                mode="markers",
+                name=label,
+                marker={
+                    "color": d[:, 2],
+                    **_accuracy_colours(zr, not bar_drawn),
+                    "colorbar": {"title": {"text": "val acc"}, "thickness": 14},
+                    "symbol": "diamond" if replicated else "circle",
+                    "size": 11 if replicated else 8,
+                    "line": {"width": 1, "color": "rgba(0,0,0,0.7)"},
+                },
+                customdata=d[:, 2:],
+                hovertemplate="lr %{x:.3g}, wd %{customdata[1]:.3g}<br>memory %{y:.3g} epochs"
+                "<br>mean val acc %{customdata[0]:.4f} over %{customdata[2]} run(s)"
+                "<br>first trial %{customdata[3]}<extra>AdamW</extra>",
+            )
+        )
+        bar_drawn = True
+    if info.pruned:
+        q = np.array(
+            [
+                (p.lr, m, p.weight_decay, p.number, p.epoch or 0)
+                for p, m in zip(info.pruned, info.pruned_memory, strict=True)
+            ],
+            dtype=float,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=q[:, 0],
+                y=q[:, 1],
+                mode="markers",
+                name="pruned trial",
+                marker={
+                    "symbol": "x-thin-open",
+                    "size": 8,
+                    "line": {"width": 1.5},
+                    "color": "#888888",
+                },
+                customdata=q[:, 2:],
+                hovertemplate="trial %{customdata[1]}: lr %{x:.3g}, wd %{customdata[0]:.3g}"
+                "<br>memory %{y:.3g} epochs; pruned at epoch %{customdata[2]}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(**LOG_AXIS, title_text="learning rate (log)", range=_log_range(info.lr_bounds))
+    fig.update_yaxes(
+        type="log",
+        range=y_range,
+        title_text="memory 1/(lr·wd) in epochs (log)",
+        **_decade_ticks(10 ** y_range[0], 10 ** y_range[1]),
+    )
+    notes = []
+    if info.check is not None and info.check.warning:
+        notes.append("⚠ " + info.check.warning)
+    elif info.check is not None:
+        notes.append(
+            f"the largest decay tried shrinks weights by {100 * info.check.max_shrink:.0f}% "
+            f"over the run (memory {info.check.min_memory_epochs:.3g} epochs)"
+        )
+    if info.assumed:
+        notes.append(info.assumed)
+    if info.left_out:
+        notes.append(
+            ", ".join(_name(n) for n in info.left_out)
+            + " left out: coupled L2 does not decay weights by (1 − lr·wd) per step"
+        )
+    # Under the plot, wrapped: a long line in the title is cut off at the page's width. Legend
+    # and note are placed in pixels below the axis title (paper units scale with the height).
+    lines = [line for n in notes for line in textwrap.wrap(n, 150)]
+    height, top, legend_px, note_px = 540 + 18 * len(lines), 90, 62, 112
+    bottom = note_px + 18 * len(lines) + 20
+    plot_px = height - top - bottom
+    if lines:
+        fig.add_annotation(
+            text="<br>".join(lines),
+            xref="paper",
+            yref="paper",
+            x=0.0,
+            y=-note_px / plot_px,
+            xanchor="left",
+            yanchor="top",
+            align="left",
+            showarrow=False,
+            font={
+                "size": 12,
+                "color": "#8a4b00" if info.check and info.check.warning else "#444444",
+            },
+        )
+    sub = f"memory = 1/(lr·wd·{spe:,} steps per epoch)"
+    fig = _base(fig, f"{title} <sup>({sub})</sup>", height)
+    fig.update_layout(
+        margin={"t": top, "b": bottom},
+        legend={"orientation": "h", "x": 0.0, "y": -legend_px / plot_px, "yanchor": "top"},
+    )
+    return fig
 
 
 # --------------------------------------------------------------------------- 4. importance

@@ -18,16 +18,20 @@ from sweeper.dashboard.data import (
     ComparisonInfo,
     CurvesInfo,
     DecouplingInfo,
+    EffectiveDecayInfo,
     HistoryInfo,
     LandscapeInfo,
+    SliceInfo,
     StudySnapshot,
     SummaryInfo,
     TimelineInfo,
     comparison_info,
     curves_info,
     decoupling_info,
+    effective_decay_info,
     history_info,
     landscape_info,
+    slice_info,
     summary_info,
     timeline_info,
 )
@@ -38,8 +42,10 @@ class Views(NamedTuple):
 
     summary: SummaryInfo
     landscape: LandscapeInfo
+    slices: SliceInfo
     decoupling: DecouplingInfo
     comparison: ComparisonInfo
+    decay: EffectiveDecayInfo
     importance: ImportanceInfo
     curves: CurvesInfo
     history: HistoryInfo
@@ -61,8 +67,10 @@ def build_views(snap: StudySnapshot) -> Views:
     return Views(
         summary=summary_info(snap),
         landscape=land,
+        slices=slice_info(snap),
         decoupling=decoupling_info(snap, land),
         comparison=comparison_info(snap),
+        decay=effective_decay_info(snap),
         importance=importance_info(snap),
         curves=curves_info(snap),
         history=history_info(snap),
@@ -84,6 +92,16 @@ def panels(views: Views) -> list[Panel]:
             "uncertain the surface fades to white and the right panel turns dark: no trial "
             "supports the colour there. The dotted line bounds the region the data pin down.",
             figures.landscape_figure(views.landscape),
+        ),
+        Panel(
+            "slices",
+            "Accuracy against each hyperparameter alone",
+            "Left: accuracy against learning rate, coloured by weight decay; right: against "
+            "weight decay, coloured by learning rate (Optuna's slice plot). One marker per "
+            "configuration: seed replicates of a configuration are one diamond at their mean, "
+            "its bar the noise model's 95% interval; circles are single runs, each as noisy "
+            "as the subtitle says. A trend smaller than that noise is not a trend.",
+            figures.slice_figure(views.slices),
         ),
         Panel(
             "decoupling",
@@ -110,6 +128,16 @@ def panels(views: Views) -> list[Panel]:
                 "for the side-by-side comparison."
             ),
             figures.comparison_figure(views.comparison),
+        ),
+        Panel(
+            "decay",
+            "Can weight decay matter over this run?",
+            "AdamW multiplies every weight by (1 − lr·wd) each step, so its decay forgets over "
+            "1/(lr·wd) steps (Wang & Aitchison, ICML 2025), drawn here in epochs against lr. "
+            "Inside the green band that memory is shorter than the run and the decay has acted "
+            "by the end; far above it, weight decay cannot have done much, and a flat wd axis "
+            "is what the study should find. Dashed lines bound the searched wd range.",
+            figures.effective_decay_figure(views.decay),
         ),
         Panel(
             "importance",

@@ -44,8 +44,10 @@ def test_live_page_serves_figures_and_refreshes_from_postgres(storage_url: str) 
         keys = [p["key"] for p in doc["panels"]]
         assert keys == [
             "landscape",
+            "slices",
             "decoupling",
             "comparison",
+            "decay",
             "importance",
             "curves",
             "history",

@@ -29,7 +29,17 @@ from .factory import GRID, SWEEP, add_sweep, make_trial
 from .live import dashboard
 from .paths import SCREENSHOTS
 
-PANELS = ("landscape", "decoupling", "comparison", "importance", "curves", "history", "timeline")
+PANELS = (
+    "landscape",
+    "slices",
+    "decoupling",
+    "comparison",
+    "decay",
+    "importance",
+    "curves",
+    "history",
+    "timeline",
+)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WIDTH = 1400

@@ -56,7 +56,7 @@ def test_importance_png_through_kaleido_and_chromium(shared_url: str, tmp_path: 
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    assert (width, height) == (1300, 440)
+    assert (width, height) == (1300, 500)  # the importance figure's own height
 
 
 @pytest.mark.parametrize(

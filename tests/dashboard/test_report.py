@@ -14,7 +14,17 @@ from sweeper.storage import open_storage
 
 from .factory import SWEEP, make_trial
 
-PANELS = ("landscape", "decoupling", "comparison", "importance", "curves", "history", "timeline")
+PANELS = (
+    "landscape",
+    "slices",
+    "decoupling",
+    "comparison",
+    "decay",
+    "importance",
+    "curves",
+    "history",
+    "timeline",
+)
 
 
 def test_report_holds_every_view_and_needs_no_network(shared_url: str, tmp_path: Path) -> None:

@@ -251,6 +251,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _work(args, storage, study)
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    """Queue seed replicates of the best configurations now, then run them here."""
+    from sweeper.study import stored_spec
+    from sweeper.work import confirm
+
+    storage, study = _study_with_its_settings(args, announce=True)
+    spec = stored_spec(study)
+    top = args.top if args.top is not None else spec.confirm.top_k
+    seeds = args.seeds if args.seeds is not None else spec.confirm.seeds
+    if top < 1:
+        raise UsageError(
+            f"study '{one_line(study.study_name)}' sets no [confirm] top_k: give --top K"
+        )
+    if not args.queue_only:
+        _check_work_flags(args, spec.training.device, "the study's [training] device")
+    running = confirm.pending(study)
+    queued = confirm.enqueue(study, storage, top, seeds)
+    print(
+        f"queued {queued} seed replicates of the top {top} configurations ({seeds} seeds each)"
+        + (
+            f"; {running} search trials are still running, so the top may change" if running else ""
+        ),
+        file=sys.stderr,
+    )
+    if args.queue_only:
+        return 0
+    # A budget of 0 serves queued trials only: the replicates (and re-queued retries).
+    return _work(args, storage, study, budget=0)
+
+
 def cmd_reap(args: argparse.Namespace) -> int:
     """Fail trials whose heartbeat went silent and re-queue them with the same parameters."""
     from optuna.trial import TrialState
@@ -267,7 +297,8 @@ def cmd_reap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _work(args: argparse.Namespace, storage: Any, study: Any) -> int:
+def _work(args: argparse.Namespace, storage: Any, study: Any, budget: int | None = None) -> int:
+    """Run a worker on ``study``; ``budget`` overrides the spec's (0: queued trials only)."""
     from sweeper.study import describe_study, stored_spec
     from sweeper.work.checkpoints import CheckpointStore
     from sweeper.work.progress import Progress
@@ -282,6 +313,7 @@ def _work(args: argparse.Namespace, storage: Any, study: Any) -> int:
         data_override=args.data,
         device=args.device,
         checkpoints=checkpoints,
+        budget=budget,
     )
     _ = worker.data  # bad data (or subset sizes) fail here, before any line or trial
     progress = Progress()
@@ -462,6 +494,28 @@ def build_parser() -> argparse.ArgumentParser:
     studies = sub.add_parser("studies", parents=[common], help="list studies")
     studies.add_argument("--format", choices=("table", "json"), default="table")
     studies.set_defaults(handler=cmd_studies)
+
+    confirm = sub.add_parser(
+        "confirm", parents=[common], help="re-run the best configurations with new seeds"
+    )
+    confirm.add_argument("--study", required=True, metavar="NAME")
+    confirm.add_argument(
+        "--top",
+        type=_int_at_least(1, MAX_INT),
+        metavar="K",
+        help="replicate the K best configurations (default: the spec's [confirm] top_k)",
+    )
+    confirm.add_argument(
+        "--seeds",
+        type=_int_at_least(1, MAX_INT),
+        metavar="R",
+        help="new seeds per configuration (default: the spec's [confirm] seeds, 3)",
+    )
+    confirm.add_argument(
+        "--queue-only", action="store_true", help="queue the replicates; let workers run them"
+    )
+    work_options(confirm)
+    confirm.set_defaults(handler=cmd_confirm)
 
     reap = sub.add_parser("reap", parents=[common], help="fail and re-queue stale trials now")
     reap.add_argument("--study", required=True, metavar="NAME")

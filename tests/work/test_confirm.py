@@ -69,3 +69,31 @@ def test_workers_replicate_the_top_configurations_after_the_search(
     again = sweeper(*args, "--pack", str(pack))
     assert again.returncode == 0 and "this worker ran 0 trials" in again.stderr, again.stderr
     assert "queued" not in again.stderr, "each replicate is queued once"
+
+
+def test_confirm_on_demand_queues_once_and_runs_the_replicates(
+    storage_url: str, tiny_official: Path, tmp_path: Path
+) -> None:
+    """``sweeper confirm`` on a study without [confirm]: queue, run here, and never twice."""
+    spec = tmp_path / "plain.toml"
+    spec.write_text(SPEC.replace('name = "confirm"', 'name = "plain"').split("[confirm]")[0])
+    run = sweeper("run", str(spec), "--storage", storage_url, "--data", str(tiny_official))
+    assert run.returncode == 0 and "queued" not in run.stderr, run.stderr
+
+    base = ["confirm", "--study", "plain", "--storage", storage_url]
+    missing = sweeper(*base)
+    assert missing.returncode == 2 and "give --top K" in missing.stderr, missing.stderr
+
+    done = sweeper(*base, "--top", "1", "--seeds", "2", "--data", str(tiny_official))
+    assert done.returncode == 0, done.stderr
+    assert "queued 2 seed replicates of the top 1 configurations" in done.stderr
+    assert "this worker ran 2 trials: 2 complete" in done.stderr, done.stderr
+    trials = optuna.load_study(study_name="plain", storage=storage_url).trials
+    assert (
+        len(trials) == 5
+        and [t.user_attrs.get("replicate_of") for t in trials[3:]]
+        == [trials[3].user_attrs["replicate_of"]] * 2
+    )
+
+    again = sweeper(*base, "--top", "1", "--seeds", "2", "--queue-only")
+    assert again.returncode == 0 and "queued 0 seed replicates" in again.stderr, again.stderr

@@ -345,24 +345,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     return best(args)
 
 
-TRIAL_COLUMNS = (
-    "number",
-    "state",
-    "value",
-    "lr",
-    "weight_decay",
-    "optimizer",
-    "seed",
-    "epochs_run",
-    "duration_s",
-    "worker",
-    "fail_reason",
-)
-
-
 def cmd_trials(args: argparse.Namespace) -> int:
     """List the study's trials."""
-    from sweeper.study import parse_states, trial_rows
+    from sweeper.study import TRIAL_COLUMNS, parse_states, trial_rows
 
     states = parse_states(args.state.split(",")) if args.state else None
     emit(trial_rows(_study_for(args), states), args.format, TRIAL_COLUMNS)

@@ -374,6 +374,22 @@ def _duration(trial: FrozenTrial) -> float | None:
     return None
 
 
+# The columns of `sweeper trials`, in order: the keys of ``trial_row``.
+TRIAL_COLUMNS = (
+    "number",
+    "state",
+    "value",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "seed",
+    "epochs_run",
+    "duration_s",
+    "worker",
+    "fail_reason",
+)
+
+
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     """One trial as a flat dict: number, state, value, params, seed, epochs, duration."""
     return {

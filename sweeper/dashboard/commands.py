@@ -213,27 +213,16 @@ def best_table(out: dict[str, Any]) -> str:
     lines += [f"warning: {w}" for w in out["warnings"]]
     lines.append("")
     lines.append("best single trial:")
-    flat = {k: v for k, v in out.items() if k in _TRIAL_KEYS}
+    from sweeper.study import TRIAL_COLUMNS
+
+    # The best trial's own row, as `sweeper trials` shows it (its failure reason aside).
+    flat = {k: v for k, v in out.items() if k in TRIAL_COLUMNS and k != "fail_reason"}
     flat.update(out["provenance"])
     width = max(len(k) for k in flat)
     for key, value in flat.items():
         text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"  {key.ljust(width)}  {text}")
     return "\n".join(lines)
-
-
-_TRIAL_KEYS = (
-    "number",
-    "state",
-    "value",
-    "lr",
-    "weight_decay",
-    "optimizer",
-    "seed",
-    "epochs_run",
-    "duration_s",
-    "worker",
-)
 
 
 def cmd_best(args: argparse.Namespace) -> int:

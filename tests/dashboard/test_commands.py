@@ -75,7 +75,7 @@ def test_importance_png_through_kaleido_and_chromium(shared_url: str, tmp_path: 
         ),
         (("importance", "--study", "cifar10-adamw", "--format", "xml"), "invalid choice: 'xml'"),
         (("dashboard", "--port", "70000"), "--port 70000 is not a port number"),
-        (("dashboard", "--refresh", "0"), "--refresh 0 must be a positive number of seconds"),
+        (("dashboard", "--refresh", "0"), "--refresh 0 must be a number of seconds in (0, 86400]"),
         (("dashboard", "--study", "nope", "--port", "0"), "no study named 'nope'"),
     ],
 )

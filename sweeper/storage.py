@@ -76,11 +76,10 @@ def _secret_spans(text: str) -> list[tuple[int, int]]:
     if not lead:  # a bare word or path: nothing in it is shaped like a credential
         return spans
     authority = re.split(r"[/?]", head[start:], maxsplit=1)[0]
-    colon = authority.rfind(":")
-    if colon >= 0 and not authority[colon + 1 :].isdigit() and "]" not in authority[colon:]:
-        end = start + len(authority)
-        if colon + 1 < len(authority):
-            spans.append((start + colon + 1, end))
+    port = authority.rfind(":") + 1  # 0: no colon
+    rest = authority[port:]
+    if port and rest and not rest.isdigit() and "]" not in rest:  # "]": inside an IPv6 literal
+        spans.append((start + port, start + len(authority)))
     return spans
 
 

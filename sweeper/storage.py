@@ -58,10 +58,10 @@ _BAD_OPTION = re.compile(
 def _secret_spans(text: str) -> list[tuple[int, int]]:
     """Where ``text`` holds a credential, by shape alone (it need not parse as a URL).
 
-    The userinfo before the last ``@`` (before any query) loses everything after its
-    first ``:``, or all of itself when it holds a space and no ``:``; without an ``@``, a
-    non-numeric "port" after a scheme (``postgresql://u:pw/db`` forgot its ``@host``) is hidden;
-    and ``password=`` query values always are.
+    The userinfo before the last ``@`` (before any query) loses everything after its first
+    ``:`` (or ``%3A``), or all of itself when it holds a space and no ``:``; without an
+    ``@``, a non-numeric "port" after a scheme (``postgresql://u:pw/db`` forgot its
+    ``@host``) is hidden; and ``password=`` query values always are.
     """
     spans = [(m.start(1), m.end(1)) for m in _QUERY_SECRET.finditer(text) if m.group(1)]
     head = text.split("?", 1)[0]
@@ -70,20 +70,19 @@ def _secret_spans(text: str) -> list[tuple[int, int]]:
     at = head.rfind("@")
     if at >= start:
         userinfo = head[start:at]
-        colon = userinfo.find(":")
-        if colon >= 0 and colon + 1 < len(userinfo):
-            spans.append((start + colon + 1, at))
-        elif colon < 0 and any(c.isspace() for c in userinfo):
+        colon = re.search(r":|%3[aA]", userinfo)  # an escaped colon still splits user:password
+        if colon and colon.end() < len(userinfo):
+            spans.append((start + colon.end(), at))
+        elif not colon and any(c.isspace() for c in userinfo):
             spans.append((start, at))
         return spans
     if not lead:  # a bare word or path: nothing in it is shaped like a credential
         return spans
     authority = re.split(r"[/?]", head[start:], maxsplit=1)[0]
-    colon = authority.rfind(":")
-    if colon >= 0 and not authority[colon + 1 :].isdigit() and "]" not in authority[colon:]:
-        end = start + len(authority)
-        if colon + 1 < len(authority):
-            spans.append((start + colon + 1, end))
+    port = authority.rfind(":") + 1  # 0: no colon
+    rest = authority[port:]
+    if port and rest and not rest.isdigit() and "]" not in rest:  # "]": inside an IPv6 literal
+        spans.append((start + port, start + len(authority)))
     return spans
 
 

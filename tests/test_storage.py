@@ -12,7 +12,7 @@ from pgtools import embedded_postgres
 
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.errors import SweeperError, UsageError
-from sweeper.storage import normalise_url, open_storage, redact, resolve_url
+from sweeper.storage import normalise_url, open_storage, redact, resolve_url, secrets_in
 
 SECRET = "s3cret-Pa55word"
 
@@ -33,6 +33,31 @@ def test_redact_hides_the_password_only() -> None:
     url = f"postgresql+psycopg2://alice:{SECRET}@db.example:5432/sweeps"
     assert redact(url) == "postgresql+psycopg2://alice:***@db.example:5432/sweeps"
     assert SECRET not in redact(url)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"postgresql//u:{SECRET}@h/db",
+        f"postgresql:/u:{SECRET}@h/db",
+        f"u:{SECRET}@h/db",
+        f"postgresql://u:my {SECRET}@h/db",
+        f"postgresql://u {SECRET}@h/db",
+        f"postgresql://u:{SECRET[:4]}@{SECRET[4:]}@h/db",
+        f"postgresql://u:{SECRET}/db",
+        f"postgresql://u%3A{SECRET}@h/db",
+        f"postgresql://h/db?sslmode=require&password={SECRET}",
+        f"postgresql:u:{SECRET}@h/db",
+    ],
+)
+def test_redact_hides_credentials_whatever_the_shape(text: str) -> None:
+    assert "Pa55word" not in redact(text), redact(text)
+    assert any("Pa55word" in secret for secret in secrets_in(text))
+
+
+def test_redact_leaves_what_holds_no_credentials() -> None:
+    for text in ("studies.db", "postgresql://h:5432/db", "postgresql://u@[::1]:5432/db"):
+        assert redact(text) == text and secrets_in(text) == []
 
 
 def test_precedence_flag_over_env(monkeypatch: pytest.MonkeyPatch) -> None:

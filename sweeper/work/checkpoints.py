@@ -14,6 +14,7 @@ starts from epoch 0.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -63,7 +64,12 @@ class CheckpointStore:
         self.root = root or default_root()
 
     def path(self, study_name: str, trial_number: int) -> Path:
+        """``root/<study>/trial-<n>.pt``. A name that is not a plain file name gets a short
+        hash of itself appended, so that names differing only in such characters ("a/b",
+        "a_b") never share a folder; plain names keep the folder earlier sweepers used."""
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", study_name)
+        if safe != study_name or safe in (".", ".."):
+            safe += "-" + hashlib.sha256(study_name.encode()).hexdigest()[:8]
         return self.root / safe / f"trial-{trial_number}.pt"
 
     def save(self, study_name: str, trial_number: int, checkpoint: Checkpoint) -> Path:

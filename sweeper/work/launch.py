@@ -89,7 +89,6 @@ class Launcher:
     def _env(self, slot: WorkerProcess) -> dict[str, str]:
         env = dict(os.environ)
         env["SWEEPER_STORAGE"] = self.storage_url
-        env["SWEEPER_WORKER_INDEX"] = str(slot.index)
         env["PYTHONUNBUFFERED"] = "1"
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu

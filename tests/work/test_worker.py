@@ -185,3 +185,12 @@ def test_an_interrupted_worker_s_trials_resume_from_their_checkpoints(
         assert retry.user_attrs["order_epoch_offset"] == original.user_attrs["order_epoch_offset"]
         assert 1 <= retry.user_attrs["pack_size"] <= resume_pack
     assert not list((Path(os.environ["SWEEPER_HOME"]) / "checkpoints").rglob("*.pt"))
+
+
+def test_checkpoint_folders_of_different_study_names_never_collide(tmp_path: Path) -> None:
+    from sweeper.work.checkpoints import CheckpointStore
+
+    store = CheckpointStore(tmp_path)
+    folders = {store.path(name, 0).parent for name in ("a/b", "a_b", "a b", "a:b", "..", ".")}
+    assert len(folders) == 6 and all(f.parent == tmp_path for f in folders), folders
+    assert store.path("cifar10-adamw", 3) == tmp_path / "cifar10-adamw" / "trial-3.pt"

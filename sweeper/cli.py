@@ -119,6 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeper.study import create_or_load, load_study
     from sweeper.train.data import load_dataset
 
+    if (args.workers > 1 or args.gpus) and args.max_trials is not None:
+        raise UsageError("--max-trials applies to one worker; with --workers set [study] n_trials")
     spec = load_spec(args.spec)
     _check_work_flags(args, spec.training.device, f"{args.spec}: [training] device")
     url = storage_url(args, announce=True)
@@ -208,8 +210,6 @@ def _launch(args: argparse.Namespace, spec: Any, storage_url: str) -> int:
     from sweeper.train.data import load_dataset
     from sweeper.work.launch import Launcher, parse_gpus
 
-    if args.max_trials is not None:
-        raise UsageError("--max-trials applies to one worker; with --workers set [study] n_trials")
     gpus = parse_gpus(args.gpus)
     n_workers = args.workers if args.workers > 1 or not gpus else len(gpus)
     load_dataset(spec.data, args.data)  # decode once here; the workers read the cache

@@ -107,6 +107,21 @@ def stop_on_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _root_cause(err: BaseException) -> str:
+    """The driver's own first line under Optuna's and SQLAlchemy's wrappers (Optuna's
+    StorageInternalError says "invalid data ... exceeding max length" for any failed
+    commit, a lost connection included)."""
+    seen: set[int] = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        inner = getattr(err, "orig", None) or err.__cause__ or err.__context__
+        if inner is None:
+            break
+        err = inner
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def _one_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
 
@@ -226,10 +241,8 @@ class Worker:
 
     def _ride_out_outage(self, err: BaseException) -> None:
         """Wait until the database answers again (``SweeperError`` after DATABASE_WAIT_S)."""
-        orig = getattr(err, "orig", None) or err
         self.progress.say(
-            f"database unreachable ({type(orig).__name__}); "
-            f"waiting up to {DATABASE_WAIT_S} s for it"
+            f"database unreachable ({_root_cause(err)}); waiting up to {DATABASE_WAIT_S} s for it"
         )
         deadline = time.monotonic() + DATABASE_WAIT_S
         delay = 0.5

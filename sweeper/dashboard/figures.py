@@ -1012,22 +1012,25 @@ def effective_decay_figure(info: EffectiveDecayInfo) -> go.Figure:
 
 def importance_figure(info: ImportanceInfo) -> go.Figure:
     """Per optimizer, the shares of lr, wd and their interaction with 95% bootstrap intervals
-    (left); Optuna's pooled PED-ANOVA and fANOVA (middle); per epoch, each optimizer's lr and
-    wd shares with their intervals (right). Notes replace a panel that has nothing to show."""
+    (left); per epoch, each optimizer's lr and wd shares with their intervals (right); and,
+    only when they ran (``info.evaluators``), Optuna's pooled PED-ANOVA and fANOVA between
+    them. Notes replace a panel that has nothing to show."""
     title = "Hyperparameter importance"
     if not info.params and not info.by_optimizer:
         return empty_figure(title, "; ".join(info.notes) or "No parameters to assess.")
     several = len(info.by_optimizer) > 1
+    pooled_col = 2 if info.evaluators else None
+    epoch_col = 3 if info.evaluators else 2
+    titles = ["per optimizer (95% bootstrap; ✱ more than noise)"]
+    if pooled_col:
+        titles.append("Optuna's evaluators" + (", optimizers pooled" if several else ""))
+    titles.append("per epoch (pruned trials count)")
     fig = make_subplots(
         rows=1,
-        cols=3,
-        column_widths=[0.34, 0.22, 0.44],
+        cols=len(titles),
+        column_widths=[0.34, 0.22, 0.44] if pooled_col else [0.42, 0.58],
         horizontal_spacing=0.11,
-        subplot_titles=(
-            "per optimizer (95% bootstrap; ✱ more than noise)",
-            "Optuna's evaluators" + (", optimizers pooled" if several else ""),
-            "per epoch (pruned trials count)",
-        ),
+        subplot_titles=titles,
     )
     terms = ["lr", "weight_decay", "lr x weight_decay"]
     notes = []
@@ -1066,35 +1069,8 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
         )
     fig.update_xaxes(range=[0, 1.15], title_text="share of variance", row=1, col=1)
     fig.update_layout(barmode="group")
-    pooled = [(label, r) for label, r in (("PED-ANOVA", info.ped_anova), ("fANOVA", info.fanova))]
-    if all(r is None for _, r in pooled):
-        fig.add_annotation(
-            text="not enough data" if info.n_complete < 8 else "no variance to attribute",
-            xref="x2 domain",
-            yref="y2 domain",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-        )
-    order = list(reversed(info.params))
-    for k, (label, r) in enumerate(pooled):
-        if r is None:
-            continue
-        fig.add_trace(
-            go.Bar(
-                x=[r.get(p, 0.0) for p in order],
-                y=[LABELS.get(p, p) for p in order],
-                orientation="h",
-                name=label,
-                marker={"color": ("#999999", "#555555")[k]},
-                text=[f"{r.get(p, 0.0):.2f}" for p in order],
-                textposition="auto",
-                hovertemplate="%{y}: %{x:.3f}<extra>" + label + "</extra>",
-            ),
-            row=1,
-            col=2,
-        )
-    fig.update_xaxes(range=[0, 1], title_text="share", row=1, col=2)
+    if pooled_col:
+        _pooled_bars(fig, info, pooled_col)
     by_epoch = info.per_epoch_by_optimizer
     names = list(dict.fromkeys(e.optimizer for e in by_epoch))
     for k, name in enumerate(names):
@@ -1116,7 +1092,7 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
                     showlegend=False,
                 ),
                 row=1,
-                col=3,
+                col=epoch_col,
             )
             fig.add_trace(
                 go.Scatter(
@@ -1130,20 +1106,22 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
                     "%{customdata[1]:.2f}]<extra>" + f"{_name(name)} {LABELS.get(t, t)}</extra>",
                 ),
                 row=1,
-                col=3,
+                col=epoch_col,
             )
     if not any(e.result.shares for e in by_epoch):
         fig.add_annotation(
             text="no epoch with enough trials",
-            xref="x3 domain",
-            yref="y3 domain",
+            xref=f"x{epoch_col} domain",
+            yref=f"y{epoch_col} domain",
             x=0.5,
             y=0.5,
             showarrow=False,
         )
     epochs = sorted({e.epoch for e in by_epoch})
-    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=3)
-    fig.update_yaxes(title_text="share of variance", range=[0, 1], row=1, col=3)
+    fig.update_xaxes(
+        title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=epoch_col
+    )
+    fig.update_yaxes(title_text="share of variance", range=[0, 1], row=1, col=epoch_col)
     sub = f"{info.n_complete} completed trials"
     if notes:  # the interaction share and per-optimizer notes lead: they are the answer
         sub += "; " + "; ".join(notes)
@@ -1152,6 +1130,39 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
     fig = _base(fig, f"{title} <sup>({sub})</sup>", 500)
     fig.update_layout(margin={"b": 130}, legend={"y": -0.25, "yanchor": "top"})
     return fig
+
+
+def _pooled_bars(fig: go.Figure, info: ImportanceInfo, col: int) -> None:
+    """Optuna's pooled PED-ANOVA and fANOVA as bars in subplot ``col`` (opt-in)."""
+    pooled = [(label, r) for label, r in (("PED-ANOVA", info.ped_anova), ("fANOVA", info.fanova))]
+    if all(r is None for _, r in pooled):
+        fig.add_annotation(
+            text="not enough data" if info.n_complete < 8 else "no variance to attribute",
+            xref=f"x{col} domain",
+            yref=f"y{col} domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+        )
+    order = list(reversed(info.params))
+    for k, (label, r) in enumerate(pooled):
+        if r is None:
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=[r.get(p, 0.0) for p in order],
+                y=[LABELS.get(p, p) for p in order],
+                orientation="h",
+                name=label,
+                marker={"color": ("#999999", "#555555")[k]},
+                text=[f"{r.get(p, 0.0):.2f}" for p in order],
+                textposition="auto",
+                hovertemplate="%{y}: %{x:.3f}<extra>" + label + "</extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(range=[0, 1], title_text="share", row=1, col=col)
 
 
 def _param_colour(name: str) -> str:

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweeper.analysis.importance import importance_info
 from sweeper.dashboard import data
 from sweeper.dashboard.fastread import read_trials
 from sweeper.dashboard.views import build_views
@@ -99,7 +100,8 @@ def test_all_pruned_study_draws_pruned_trials_with_their_epochs() -> None:
     (heat,) = views.comparison.heatmaps
     assert np.isnan(heat.mean).all() and heat.n_pruned.sum() == 9
     # Pruned trials count in the importance per epoch (Optuna's evaluators see none of them).
-    imp = views.importance
+    assert views.importance.per_epoch == ()  # Optuna's pooled evaluators are opt-in
+    imp = importance_info(snap_of(*trials), ("ped-anova",))
     assert imp.n_complete == 0 and imp.ped_anova is None
     assert [(e.epoch, e.n_trials, e.n_pruned) for e in imp.per_epoch] == [
         (1, 9, 9),

@@ -5,12 +5,13 @@ Promises:
 - ``importance_info(snap)`` returns, per optimizer, the shares of lr, weight decay and their
   interaction with 95% bootstrap intervals (``sweeper.analysis.effects``), with several
   optimizers the optimizer x wd interaction, and the same shares at each epoch over every trial
-  that reported it (COMPLETE, PRUNED and RUNNING alike: the trials a pruner stopped count for
-  the epochs they ran). This default path is pure numpy: it never imports ``optuna.importance``
+  that reported it (COMPLETE and PRUNED alike: the trials a pruner stopped count for the
+  epochs they ran). This default path is pure numpy: it never imports ``optuna.importance``
   (which loads scikit-learn and scipy.stats, 1.5-2 s) and builds no in-memory copy of the study.
 - Optuna's pooled evaluators run only when asked for, ``evaluators=("ped-anova", "fanova")``
   (the CLI's ``--evaluators``): PED-ANOVA (Optuna 5's default) and fANOVA over COMPLETE
-  trials, each normalised to sum to 1, and PED-ANOVA at each epoch. They pool every optimizer
+  trials, each normalised to sum to 1, and PED-ANOVA at each epoch over COMPLETE, PRUNED
+  and RUNNING trials. They pool every optimizer
   into one answer, which is misleading when the optimizers disagree (issue 11: PED-ANOVA
   0.00 and fANOVA 0.52 for wd where AdamW's is ~0 and Adam's ~0.9), and they cost seconds:
   hence opt-in. ``ImportanceInfo.evaluators`` records which ran.
@@ -357,6 +358,12 @@ def _per_optimizer(
     model = noise_of(snap)
     n_val = model.n_val
     by_number = {t.number: t for t in snap.trials}
+    # Each point's place in the unit box and its curve, once: the per-epoch loop below
+    # visits every point once per epoch (25 x 10,000 at most).
+    placed = [
+        (p, _unit(p.lr, lr_b), _unit(p.weight_decay, wd_b), by_number[p.number].intermediate_values)
+        for p in points
+    ]
 
     def noise(values: Sequence[float]) -> float | None:
         if model.sd_run is None:
@@ -367,7 +374,7 @@ def _per_optimizer(
 
     def runs(name: str, epoch: int | None) -> tuple[list[float], list[float], list[float]]:
         u, v, y = [], [], []
-        for p in points:
+        for p, pu, pv, curve in placed:
             if p.optimizer != name:
                 continue
             if epoch is None:
@@ -375,12 +382,12 @@ def _per_optimizer(
                     continue
                 value = p.value
             else:
-                got = by_number[p.number].intermediate_values.get(epoch)
+                got = curve.get(epoch)
                 if got is None or not math.isfinite(got):
                     continue
                 value = got
-            u.append(_unit(p.lr, lr_b))
-            v.append(_unit(p.weight_decay, wd_b))
+            u.append(pu)
+            v.append(pv)
             y.append(value)
         return u, v, y
 

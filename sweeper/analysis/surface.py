@@ -71,7 +71,7 @@ def _kernel(a: NDArray[np.float64], b: NDArray[np.float64], length: float) -> ND
 def _cholesky(k: NDArray[np.float64]) -> NDArray[np.float64] | None:
     """The lower Cholesky factor of ``k``, or None when ``k`` is not positive definite."""
     try:
-        return np.linalg.cholesky(k)
+        return np.asarray(np.linalg.cholesky(k), dtype=np.float64)
     except np.linalg.LinAlgError:
         return None
 

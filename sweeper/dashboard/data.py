@@ -706,15 +706,21 @@ def _slope_interval(
         return None, None, "noise unknown"
     rng = np.random.default_rng(0)
     x = np.log10([b.center for b in bands])
-    slopes = []
-    for _ in range(SLOPE_DRAWS):
-        ys = []
-        for inside in members:
-            draws = [c.mean + c.se * rng.standard_normal() for c in inside]  # type: ignore[operator]
-            pick = int(np.argmax(draws) if model.maximize else np.argmin(draws))
-            ys.append(float(inside[pick].lr))  # type: ignore[arg-type]
-        y = np.log10(ys)
-        slopes.append(float(np.polyfit(x, y, 1)[0]))
+    # All draws at once, in the order a loop over (draw, band, configuration) would take
+    # them; at 10,000 trials the loop took 0.85 s of a report.
+    means = np.array([c.mean for m in members for c in m])
+    ses = np.array([c.se for m in members for c in m], dtype=float)
+    lrs = np.log10(np.array([c.lr for m in members for c in m], dtype=float))
+    draws = means + ses * rng.standard_normal((SLOPE_DRAWS, len(means)))
+    y = np.empty((SLOPE_DRAWS, len(members)))
+    start = 0
+    for k, inside in enumerate(members):
+        block = draws[:, start : start + len(inside)]
+        pick = np.argmax(block, axis=1) if model.maximize else np.argmin(block, axis=1)
+        y[:, k] = lrs[start + pick]
+        start += len(inside)
+    xc = x - x.mean()
+    slopes = (y - y.mean(axis=1, keepdims=True)) @ xc / (xc @ xc)  # least squares, per draw
     return float(np.percentile(slopes, 2.5)), float(np.percentile(slopes, 97.5)), ""
 
 

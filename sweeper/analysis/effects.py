@@ -33,6 +33,9 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+# Runs' coordinates or values: plain sequences or float arrays.
+Values = Sequence[float] | NDArray[np.float64]
+
 # Lattice points per axis on which the fitted surface is decomposed: the cubic's structure is
 # resolved by far fewer; 24 keeps the bootstrap's (576 x terms) products small.
 LATTICE = 24
@@ -163,9 +166,7 @@ def _shares(
     return out
 
 
-def decompose(
-    u: Sequence[float], v: Sequence[float], y: Sequence[float], noise_sd: float | None
-) -> Decomposition:
+def decompose(u: Values, v: Values, y: Values, noise_sd: float | None) -> Decomposition:
     """The lr / wd / interaction shares of one optimizer's runs (see the module docstring).
 
     ``u`` and ``v`` are log lr and log wd scaled to [0, 1] over the search box.
@@ -186,7 +187,7 @@ def decompose(
 
 
 def decompose_optimizers(
-    runs: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    runs: Mapping[str, tuple[Values, Values, Values]],
     noise_sd: float | None,
 ) -> Decomposition:
     """The three-factor decomposition over several optimizers' surfaces (equal weights).

@@ -89,7 +89,8 @@ def snapshot(
     """Read ``study`` once. Raises ``UsageError`` for a multi-objective study.
 
     Given the ``RDBStorage`` the study lives in, the trials are read in one fast consistent
-    pass (``fastread``); otherwise through the study (Optuna's ORM, cached between calls on
+    pass (``fastread``, without the trials' system attributes, which no view reads);
+    otherwise through the study (Optuna's ORM, cached between calls on
     the same study object, which suits a page that polls).
     """
     if len(study.directions) != 1:
@@ -100,9 +101,36 @@ def snapshot(
     if isinstance(storage, optuna.storages.RDBStorage):
         from sweeper.dashboard.fastread import read_trials
 
-        trials = tuple(read_trials(storage, study.study_name))
+        # No view reads a trial's system attributes (a grid sampler stores its whole search
+        # space in every trial's): they are left out.
+        trials = tuple(read_trials(storage, study.study_name, system_attrs=False))
     else:
         trials = tuple(study.get_trials(deepcopy=False))
+    return _snapshot_of(study, trials)
+
+
+def best_snapshot(study: optuna.Study, storage: optuna.storages.RDBStorage) -> StudySnapshot:
+    """What ``best_of`` reads, and nothing more: COMPLETE and PRUNED trials with their params
+    and values and only the user attributes the noise model uses (optimizer, seed,
+    replicate_of); no learning curves (a PRUNED trial's value is then None) and no system
+    attributes. For ``sweeper best`` on large studies; not for the views.
+    """
+    from sweeper.dashboard.fastread import read_trials
+
+    if len(study.directions) != 1:
+        return snapshot(study)  # raises the views' one-line error
+    trials = read_trials(
+        storage,
+        study.study_name,
+        states=(TrialState.COMPLETE, TrialState.PRUNED),
+        intermediate_values=False,
+        system_attrs=False,
+        user_keys=(OPTIMIZER, SEED, REPLICATE_OF),
+    )
+    return _snapshot_of(study, tuple(trials))
+
+
+def _snapshot_of(study: optuna.Study, trials: tuple[FrozenTrial, ...]) -> StudySnapshot:
     return StudySnapshot(
         name=study.study_name,
         maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,

@@ -22,12 +22,13 @@ import datetime as dt
 import functools
 import json
 from collections import defaultdict
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import optuna
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, json_to_distribution
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import _optuna
 from sweeper.errors import UsageError
@@ -43,13 +44,71 @@ def _local(utc: dt.datetime | None) -> dt.datetime | None:
     """Naive UTC as stored -> naive local time, as Optuna's ``TrialModel`` returns it."""
     if utc is None:
         return None
-    return utc.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+    return utc + _offset(utc.replace(second=0, microsecond=0))
 
 
-def read_trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTrial]:
-    """Every trial of study ``name``, ordered by trial id (Optuna's order).
+@functools.lru_cache(maxsize=4096)
+def _offset(minute: dt.datetime) -> dt.timedelta:
+    # The local clock's offset from UTC at a whole minute, asked of the time zone once per
+    # minute seen: astimezone() per timestamp was 0.5 s of reading 100,000 trials. Offsets
+    # change at whole minutes in every zone since 1970.
+    local = minute.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+    return local - minute
 
-    Raises ``UsageError`` when the storage has no such study.
+
+def _fetch(conn: sa.Connection, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` as plain tuples, through the driver's own cursor.
+
+    SQLAlchemy's result rows and type processors cost ~40% of reading a large study (1.3 s
+    of 100,000 trials); the statement is still built from Optuna's tables, compiled with its
+    values inlined (integers and Optuna's enum names only), and runs inside the caller's
+    transaction. Enum columns come back as their names: the caller decodes them.
+    """
+    sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+class _JsonValues:
+    """``json.loads`` that decodes each distinct immutable value once.
+
+    Most attribute texts repeat across a study's trials (the optimizer, the worker, the
+    versions): at 10,000 trials, 90,000 decodes took 0.4 s of a report. Lists and dicts are
+    decoded afresh each time, so no two trials share a mutable value.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Any] = {}
+
+    def __call__(self, text: str) -> Any:
+        try:
+            return self._seen[text]
+        except KeyError:
+            value = json.loads(text)
+            if not isinstance(value, list | dict):
+                self._seen[text] = value
+            return value
+
+
+def read_trials(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    *,
+    states: Collection[TrialState] | None = None,
+    intermediate_values: bool = True,
+    system_attrs: bool = True,
+    user_keys: Collection[str] | None = None,
+) -> list[FrozenTrial]:
+    """Every trial of study ``name`` (or those in ``states``), ordered by trial id (Optuna's
+    order). With the defaults, equal to Optuna's ``get_trials``.
+
+    A caller that needs less reads less: ``intermediate_values=False`` and
+    ``system_attrs=False`` leave those dicts empty, ``user_keys`` keeps only those user
+    attributes. Raises ``UsageError`` when the storage has no such study.
     """
     try:
         study_id = storage.get_study_id_from_name(name)
@@ -62,12 +121,21 @@ def read_trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTr
     inter_t = models.TrialIntermediateValueModel.__table__
     user_t = models.TrialUserAttributeModel.__table__
     system_t = models.TrialSystemAttributeModel.__table__
-    ids = sa.select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
+    chosen = trials_t.c.study_id == study_id
+    if states is not None:
+        chosen = sa.and_(chosen, trials_t.c.state.in_(list(states)))
+    ids = sa.select(trials_t.c.trial_id).where(chosen)
+    user_where = user_t.c.trial_id.in_(ids)
+    if user_keys is not None:
+        user_where = sa.and_(user_where, user_t.c.key.in_(list(user_keys)))
+    inter: Sequence[Any] = ()
+    system: Sequence[Any] = ()
 
     with storage.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            rows = conn.execute(
+            rows = _fetch(
+                conn,
                 sa.select(
                     trials_t.c.trial_id,
                     trials_t.c.number,
@@ -75,10 +143,11 @@ def read_trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTr
                     trials_t.c.datetime_start,
                     trials_t.c.datetime_complete,
                 )
-                .where(trials_t.c.study_id == study_id)
-                .order_by(trials_t.c.trial_id)
-            ).all()
-            params = conn.execute(
+                .where(chosen)
+                .order_by(trials_t.c.trial_id),
+            )
+            params = _fetch(
+                conn,
                 sa.select(
                     params_t.c.trial_id,
                     params_t.c.param_name,
@@ -86,51 +155,60 @@ def read_trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTr
                     params_t.c.distribution_json,
                 )
                 .where(params_t.c.trial_id.in_(ids))
-                .order_by(params_t.c.param_id)
-            ).all()
-            values = conn.execute(
+                .order_by(params_t.c.param_id),
+            )
+            values = _fetch(
+                conn,
                 sa.select(
                     values_t.c.trial_id,
                     values_t.c.objective,
                     values_t.c.value,
                     values_t.c.value_type,
-                ).where(values_t.c.trial_id.in_(ids))
-            ).all()
-            inter = conn.execute(
-                sa.select(
-                    inter_t.c.trial_id,
-                    inter_t.c.step,
-                    inter_t.c.intermediate_value,
-                    inter_t.c.intermediate_value_type,
-                ).where(inter_t.c.trial_id.in_(ids))
-            ).all()
-            user = conn.execute(
-                sa.select(user_t.c.trial_id, user_t.c.key, user_t.c.value_json).where(
-                    user_t.c.trial_id.in_(ids)
+                ).where(values_t.c.trial_id.in_(ids)),
+            )
+            if intermediate_values:
+                inter = _fetch(
+                    conn,
+                    sa.select(
+                        inter_t.c.trial_id,
+                        inter_t.c.step,
+                        inter_t.c.intermediate_value,
+                        inter_t.c.intermediate_value_type,
+                    ).where(inter_t.c.trial_id.in_(ids)),
                 )
-            ).all()
-            system = conn.execute(
-                sa.select(system_t.c.trial_id, system_t.c.key, system_t.c.value_json).where(
-                    system_t.c.trial_id.in_(ids)
+            user = _fetch(
+                conn,
+                sa.select(user_t.c.trial_id, user_t.c.key, user_t.c.value_json).where(user_where),
+            )
+            if system_attrs:
+                system = _fetch(
+                    conn,
+                    sa.select(system_t.c.trial_id, system_t.c.key, system_t.c.value_json).where(
+                        system_t.c.trial_id.in_(ids)
+                    ),
                 )
-            ).all()
+    loads = _JsonValues()
 
     by_params: dict[int, list[tuple[str, float, str]]] = defaultdict(list)
     for tid, pname, pvalue, djson in params:
         by_params[tid].append((pname, pvalue, djson))
     by_values: dict[int, dict[int, float]] = defaultdict(dict)
+    value_type = models.TrialValueModel.TrialValueType
     for tid, objective, value, vtype in values:
-        by_values[tid][objective] = models.TrialValueModel.stored_repr_to_value(value, vtype)
+        by_values[tid][objective] = models.TrialValueModel.stored_repr_to_value(
+            value, value_type[vtype]
+        )
     by_inter: dict[int, dict[int, float]] = defaultdict(dict)
     decode = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+    inter_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
     for tid, step, ivalue, itype in inter:
-        by_inter[tid][step] = decode(ivalue, itype)
+        by_inter[tid][step] = decode(ivalue, inter_type[itype])
     by_user: dict[int, dict[str, Any]] = defaultdict(dict)
     for tid, key, text in user:
-        by_user[tid][key] = json.loads(text)
+        by_user[tid][key] = loads(text)
     by_system: dict[int, dict[str, Any]] = defaultdict(dict)
     for tid, key, text in system:
-        by_system[tid][key] = json.loads(text)
+        by_system[tid][key] = loads(text)
 
     trials = []
     for tid, number, state, start, complete in rows:
@@ -139,7 +217,7 @@ def read_trials(storage: optuna.storages.RDBStorage, name: str) -> list[FrozenTr
         trials.append(
             FrozenTrial(
                 number=number,
-                state=state,
+                state=TrialState[state],
                 value=None,
                 values=[objectives[k] for k in sorted(objectives)] if objectives else None,
                 datetime_start=_local(start),

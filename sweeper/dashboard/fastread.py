@@ -231,3 +231,54 @@ def read_trials(
             )
         )
     return trials
+
+
+def fingerprint(storage: optuna.storages.RDBStorage, name: str) -> tuple[Any, ...]:
+    """A value that changes whenever the views of study ``name`` could: a trial added or
+    changing state, finishing, a running trial reporting an epoch, a user attribute written.
+
+    Two aggregate queries on indexed columns (a few ms at 50,000 trials, against seconds for
+    reading every trial): the live page polls with this and re-reads only on a change.
+    Raises ``UsageError`` when the storage has no such study.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        raise UsageError(f"no study named '{name}'") from None
+    models = _optuna.rdb_models()
+    trials_t = models.TrialModel.__table__
+    inter_t = models.TrialIntermediateValueModel.__table__
+    user_t = models.TrialUserAttributeModel.__table__
+    mine = trials_t.c.study_id == study_id
+    with storage.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            states = _fetch(
+                conn,
+                sa.select(
+                    trials_t.c.state,
+                    sa.func.count(),
+                    sa.func.max(trials_t.c.trial_id),
+                    sa.func.max(trials_t.c.datetime_complete),
+                )
+                .where(mine)
+                .group_by(trials_t.c.state)
+                .order_by(trials_t.c.state),
+            )
+            running = sa.select(trials_t.c.trial_id).where(
+                sa.and_(mine, trials_t.c.state == TrialState.RUNNING)
+            )
+            counts = _fetch(
+                conn,
+                sa.select(
+                    sa.select(sa.func.count())
+                    .where(inter_t.c.trial_id.in_(running))
+                    .scalar_subquery(),
+                    # Attribute rows only ever get new ids (Optuna's writes and
+                    # sweeper's annotations insert; an overwrite of the same key is rare and
+                    # comes with a state change): the newest id, over the whole table, by its
+                    # primary key. Counting the study's rows took 0.2 s at 50,000 trials.
+                    sa.select(sa.func.max(user_t.c.trial_user_attribute_id)).scalar_subquery(),
+                ),
+            )
+    return tuple(states), tuple(counts)

@@ -62,15 +62,18 @@ class Panel(NamedTuple):
     figure: go.Figure
 
 
-def build_views(snap: StudySnapshot, evaluators: Collection[str] = ()) -> Views:
+def build_views(
+    snap: StudySnapshot, evaluators: Collection[str] = (), summary: SummaryInfo | None = None
+) -> Views:
     """Extract every view from ``snap`` (pure; the GP is fitted once, here).
 
     ``evaluators`` names Optuna's pooled importance evaluators to run as well (opt-in:
-    ``sweeper.analysis.importance``).
+    ``sweeper.analysis.importance``); ``summary``, when given, is ``summary_info(snap)``
+    already computed (the live page shows it first).
     """
     land = landscape_info(snap)
     return Views(
-        summary=summary_info(snap),
+        summary=summary if summary is not None else summary_info(snap),
         landscape=land,
         slices=slice_info(snap),
         decoupling=decoupling_info(snap, land),

@@ -273,14 +273,19 @@ _TRIAL_KEYS = (
 
 def cmd_best(args: argparse.Namespace) -> int:
     """``sweeper best``: the best configuration with its uncertainty, and the best trial."""
-    from sweeper.dashboard.data import best_of, best_snapshot
+    from optuna.storages import RDBStorage
+
+    from sweeper.dashboard.data import best_from_storage, best_of, snapshot
     from sweeper.study import best_trial_row
 
     storage = _open(args)
     study = _load(storage, args.study)
     row = best_trial_row(study)  # raises the one-line error when nothing completed yet
-    # Only what the noise model needs (no curves: at 100,000 trials they are 80% of the rows).
-    out = best_rows(row, best_of(best_snapshot(study, storage)))
+    if isinstance(storage, RDBStorage):  # only what the noise model needs, in one query
+        info = best_from_storage(study, storage)
+    else:
+        info = best_of(snapshot(study))
+    out = best_rows(row, info)
     if args.format == "json":
         print(json.dumps(out, indent=2, default=str))
     else:

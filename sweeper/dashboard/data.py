@@ -93,11 +93,7 @@ def snapshot(
     otherwise through the study (Optuna's ORM, cached between calls on
     the same study object, which suits a page that polls).
     """
-    if len(study.directions) != 1:
-        raise UsageError(
-            f"study '{study.study_name}' has {len(study.directions)} objectives; "
-            "sweeper's views read single-objective studies"
-        )
+    snapshot_guard(study)
     if isinstance(storage, optuna.storages.RDBStorage):
         from sweeper.dashboard.fastread import read_trials
 
@@ -109,25 +105,60 @@ def snapshot(
     return _snapshot_of(study, trials)
 
 
-def best_snapshot(study: optuna.Study, storage: optuna.storages.RDBStorage) -> StudySnapshot:
-    """What ``best_of`` reads, and nothing more: COMPLETE and PRUNED trials with their params
-    and values and only the user attributes the noise model uses (optimizer, seed,
-    replicate_of); no learning curves (a PRUNED trial's value is then None) and no system
-    attributes. For ``sweeper best`` on large studies; not for the views.
+def best_from_storage(study: optuna.Study, storage: optuna.storages.RDBStorage) -> BestInfo:
+    """``best_of(snapshot(study, storage))``, reading only what it needs: one row per
+    COMPLETE or PRUNED trial (its value, lr, wd, optimizer, seed, replicate_of) in one
+    indexed query (``fastread.read_runs``), no learning curves, no ``FrozenTrial``.
+    ``sweeper best`` on 100,000 trials. Raises ``UsageError`` for a multi-objective study.
     """
-    from sweeper.dashboard.fastread import read_trials
+    from sweeper.dashboard.fastread import MISSING, read_runs
 
-    if len(study.directions) != 1:
-        return snapshot(study)  # raises the views' one-line error
-    trials = read_trials(
-        storage,
-        study.study_name,
-        states=(TrialState.COMPLETE, TrialState.PRUNED),
-        intermediate_values=False,
-        system_attrs=False,
-        user_keys=(OPTIMIZER, SEED, REPLICATE_OF),
+    snap = _snapshot_of(snapshot_guard(study), ())  # the study's attributes: its spec
+    rows = read_runs(
+        storage, study.study_name, (LR, WD, OPTIMIZER), (OPTIMIZER, SEED, REPLICATE_OF)
     )
-    return _snapshot_of(study, tuple(trials))
+    found = []
+    adamw_lr: list[float] = []
+    adamw_wd: list[float] = []
+    for number, state, value, lr, wd, opt_param, opt_attr, seed, rep in rows:
+        # optimizer_of, _lr_wd and observations, on the row instead of a FrozenTrial.
+        name = str(opt_attr if opt_attr is not MISSING else (opt_param or "adamw"))
+        xy = _lr_wd_of(lr, wd)
+        if xy is not None and name == "adamw":
+            adamw_lr.append(xy[0])
+            adamw_wd.append(xy[1])
+        if state != TrialState.COMPLETE or value is None or not math.isfinite(value):
+            continue
+        found.append(
+            nm.Observation(
+                number=number,
+                optimizer=name,
+                lr=xy[0] if xy else None,
+                weight_decay=xy[1] if xy else None,
+                value=value,
+                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                replicate_of=rep if isinstance(rep, int) and not isinstance(rep, bool) else None,
+            )
+        )
+    st = setup(snap)
+    model = nm.noise_model(found, maximize=snap.maximize, n_val=st.n_val)
+    space = None
+    if adamw_lr:
+        space = (
+            st.lr_space or (min(adamw_lr), max(adamw_lr)),
+            st.wd_space or (min(adamw_wd), max(adamw_wd)),
+        )
+    return best_info(model, schedule=st.schedule, adamw_space=space)
+
+
+def snapshot_guard(study: optuna.Study) -> optuna.Study:
+    """``study``, or ``UsageError`` when it has several objectives (the views read one)."""
+    if len(study.directions) != 1:
+        raise UsageError(
+            f"study '{study.study_name}' has {len(study.directions)} objectives; "
+            "sweeper's views read single-objective studies"
+        )
+    return study
 
 
 def _snapshot_of(study: optuna.Study, trials: tuple[FrozenTrial, ...]) -> StudySnapshot:
@@ -190,7 +221,10 @@ def final_value(trial: FrozenTrial) -> float | None:
 
 
 def _lr_wd(trial: FrozenTrial) -> tuple[float, float] | None:
-    lr, wd = trial.params.get(LR), trial.params.get(WD)
+    return _lr_wd_of(trial.params.get(LR), trial.params.get(WD))
+
+
+def _lr_wd_of(lr: Any, wd: Any) -> tuple[float, float] | None:
     if not isinstance(lr, int | float) or not isinstance(wd, int | float):
         return None
     if not (lr > 0 and wd > 0):  # log axes: a zero wd cannot be drawn (nor sampled in log)

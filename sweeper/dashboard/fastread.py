@@ -73,6 +73,9 @@ def _fetch(conn: sa.Connection, statement: sa.Select[Any]) -> list[tuple[Any, ..
         cursor.close()
 
 
+MISSING: Any = object()  # an attribute a trial does not have (``read_runs``)
+
+
 class _JsonValues:
     """``json.loads`` that decodes each distinct immutable value once.
 
@@ -282,3 +285,74 @@ def fingerprint(storage: optuna.storages.RDBStorage, name: str) -> tuple[Any, ..
                 ),
             )
     return tuple(states), tuple(counts)
+
+
+def read_runs(
+    storage: optuna.storages.RDBStorage, name: str, params: Sequence[str], user_keys: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """One row per COMPLETE or PRUNED trial of study ``name``, in trial-id order:
+    ``(number, state, value, *params' values, *user attributes)``, decoded as Optuna decodes
+    them (a parameter in its external representation, an attribute from its JSON); a
+    missing parameter is None, a missing attribute ``MISSING``, a PRUNED trial's value None.
+
+    One query, each column found through a unique index ((trial_id, param_name),
+    (trial_id, key)): what ``sweeper best`` needs of 100,000 trials without building a
+    ``FrozenTrial`` for each. Raises ``UsageError`` when the storage has no such study.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        raise UsageError(f"no study named '{name}'") from None
+    models = _optuna.rdb_models()
+    trials_t = models.TrialModel.__table__
+    values_t = models.TrialValueModel.__table__
+    params_t = models.TrialParamModel.__table__
+    user_t = models.TrialUserAttributeModel.__table__
+    value = values_t.alias("v")
+    joined: Any = trials_t.outerjoin(
+        value, sa.and_(value.c.trial_id == trials_t.c.trial_id, value.c.objective == 0)
+    )
+    columns: list[Any] = [trials_t.c.number, trials_t.c.state, value.c.value, value.c.value_type]
+    for k, param in enumerate(params):
+        p = params_t.alias(f"p{k}")
+        joined = joined.outerjoin(
+            p, sa.and_(p.c.trial_id == trials_t.c.trial_id, p.c.param_name == param)
+        )
+        columns += [p.c.param_value, p.c.distribution_json]
+    for k, key in enumerate(user_keys):
+        u = user_t.alias(f"u{k}")
+        joined = joined.outerjoin(u, sa.and_(u.c.trial_id == trials_t.c.trial_id, u.c.key == key))
+        columns.append(u.c.value_json)
+    statement = (
+        sa.select(*columns)
+        .select_from(joined)
+        .where(
+            sa.and_(
+                trials_t.c.study_id == study_id,
+                trials_t.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]),
+            )
+        )
+        .order_by(trials_t.c.trial_id)
+    )
+    with storage.engine.connect() as conn:
+        rows = _fetch(conn, statement)
+    loads = _JsonValues()
+    value_type = models.TrialValueModel.TrialValueType
+    n_params = len(params)
+    out = []
+    for row in rows:
+        number, state, stored, vtype = row[:4]
+        final = (
+            models.TrialValueModel.stored_repr_to_value(stored, value_type[vtype])
+            if vtype is not None
+            else None
+        )
+        decoded = [
+            None
+            if row[4 + 2 * k] is None
+            else _distribution(row[5 + 2 * k]).to_external_repr(row[4 + 2 * k])
+            for k in range(n_params)
+        ]
+        attrs = [MISSING if text is None else loads(text) for text in row[4 + 2 * n_params :]]
+        out.append((number, TrialState[state], final, *decoded, *attrs))
+    return out

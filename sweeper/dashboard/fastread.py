@@ -334,7 +334,10 @@ def read_runs(
         )
         .order_by(trials_t.c.trial_id)
     )
-    with storage.engine.connect() as conn:
+    with storage.engine.connect() as conn, conn.begin():
+        # PostgreSQL compiles this six-join plan with its JIT (0.12 s of a 0.9 s query at
+        # 100,000 trials) for no gain on one execution; off for this transaction only.
+        conn.exec_driver_sql("SET LOCAL jit = off")
         rows = _fetch(conn, statement)
     loads = _JsonValues()
     value_type = models.TrialValueModel.TrialValueType

@@ -10,10 +10,10 @@ pay them; bench/views_speed.py times the console scripts end to end):
 
 Medians of 3, interleaved (ours, stock, ours, stock, ...) so that a burst of load elsewhere
 hits both sides alike. The assertion is on the ratio, never on seconds: a busy machine slows
-both sides. Bound: ours took 0.25-0.45x the stock pair on a 2-core VM, idle and with both
-cores loaded by another test suite (load average 4-6); the bound of 0.8 leaves ~2x for load
-landing on one side, and still fails if Optuna's pooled evaluators come back into the
-default path (fANOVA and PED-ANOVA alone cost about what the stock pair costs). Creating the
+both sides. Measured on a 2-core VM with both cores loaded by another test suite (load
+average 4.5-8.9): ours / stock = 0.76-0.84 after the speed work; 3.95 before it (Optuna's
+pooled PED-ANOVA and fANOVA in the default path). The bound of 2.0 leaves ~2.4x for load
+landing on one side only, and still fails by 2x if that regression comes back. Creating the
 1,000-trial study takes ~30 s, hence ``slow``.
 """
 
@@ -39,7 +39,7 @@ from .factory import create_study, synthetic_trials
 
 N_TRIALS = 1000
 REPEATS = 3
-MAX_RATIO = 0.8
+MAX_RATIO = 2.0  # see the module docstring for the measurements behind it
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -12,10 +12,11 @@ over the search box, and a value y per run):
    lr x wd interaction), each as a share of the total. This is fANOVA's decomposition,
    computed exactly on a smooth surface instead of on a random forest.
 3. A parametric bootstrap: ``B`` refits of y* = fit + noise, the noise per run the larger of
-   the noise model's sd and the fit's residual sd. The 2.5-97.5 percentiles of each share are
-   its 95% interval. A share's main effect counts as *shown* only when its variance exceeds
-   the 95th percentile of what pure noise around a flat surface produces: a share of noise is
-   not importance.
+   the noise model's sd and the fit's residual sd (each refit's coefficients are drawn from
+   their exact distribution, not by refitting n simulated runs: see ``_fit``). The 2.5-97.5
+   percentiles of each share are its 95% interval. A share's main effect counts as *shown*
+   only when its variance exceeds the 95th percentile of what pure noise around a flat
+   surface produces: a share of noise is not importance.
 4. With several optimizers, the same on the stacked surfaces F[optimizer, v, u] with the
    optimizer as a uniform categorical factor: how much the optimizer x wd interaction
    explains, with its interval.
@@ -31,6 +32,9 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+# Runs' coordinates or values: plain sequences or float arrays.
+Values = Sequence[float] | NDArray[np.float64]
 
 # Lattice points per axis on which the fitted surface is decomposed: the cubic's structure is
 # resolved by far fewer; 24 keeps the bootstrap's (576 x terms) products small.
@@ -107,17 +111,26 @@ def _fit(
         du, dv = (du - 1, dv) if du >= dv else (du, dv - 1)
         terms = _terms(max(du, 0), max(dv, 0))
     x = _design(u, v, terms)
-    pinv = np.linalg.pinv(x)
-    beta = pinv @ y
-    resid = y - x @ beta
+    # x = U S V^T. The least-squares fit of any y is V S^-1 U^T y; for a refit of
+    # y* = fitted + e with e ~ N(0, sd^2 I_n), U^T e ~ N(0, sd^2 I_r) exactly (U's columns are
+    # orthonormal). So each bootstrap refit's coefficients are drawn in r (<= 10) dimensions
+    # instead of refitting n simulated runs: the same distribution, and the cost no longer
+    # grows with n x B (at 10,000 runs, 2.9 s of 9 decompositions became a few ms).
+    left, sing, vt = np.linalg.svd(x, full_matrices=False)
+    keep = sing > sing[0] * max(x.shape) * np.finfo(np.float64).eps  # numpy pinv's cut-off
+    left, sing, vt = left[:, keep], sing[keep], vt[keep]
+    solve = vt.T / sing  # coefficients from U^T y
+    beta = solve @ (left.T @ y)
+    fitted = x @ beta
+    resid = y - fitted
     resid_sd = float(np.sqrt(resid @ resid / max(n - len(terms), 1)))
     sd = max(noise_sd or 0.0, resid_sd)
     lu, lv = _lattice()
     lat = _design(lu, lv, terms)
-    fitted = x @ beta
-    star = fitted[:, None] + rng.normal(0.0, sd, size=(n, BOOTSTRAP))
-    null = float(np.mean(y)) + rng.normal(0.0, sd, size=(n, BOOTSTRAP))
-    coefs = np.column_stack([beta, pinv @ star, pinv @ null])  # (terms, 1 + 2B)
+    flat = solve @ (left.T @ np.full(n, float(np.mean(y))))  # the fit of a flat surface
+    star = beta[:, None] + solve @ rng.normal(0.0, sd, size=(len(sing), BOOTSTRAP))
+    null = flat[:, None] + solve @ rng.normal(0.0, sd, size=(len(sing), BOOTSTRAP))
+    coefs = np.column_stack([beta, star, null])  # (terms, 1 + 2B)
     surfaces = (lat @ coefs).T.reshape(-1, LATTICE, LATTICE)
     return _Fit(surfaces, n, sd)
 
@@ -153,9 +166,7 @@ def _shares(
     return out
 
 
-def decompose(
-    u: Sequence[float], v: Sequence[float], y: Sequence[float], noise_sd: float | None
-) -> Decomposition:
+def decompose(u: Values, v: Values, y: Values, noise_sd: float | None) -> Decomposition:
     """The lr / wd / interaction shares of one optimizer's runs (see the module docstring).
 
     ``u`` and ``v`` are log lr and log wd scaled to [0, 1] over the search box.
@@ -176,7 +187,7 @@ def decompose(
 
 
 def decompose_optimizers(
-    runs: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    runs: Mapping[str, tuple[Values, Values, Values]],
     noise_sd: float | None,
 ) -> Decomposition:
     """The three-factor decomposition over several optimizers' surfaces (equal weights).

@@ -1,19 +1,26 @@
-"""Which hyperparameter matters: PED-ANOVA and fANOVA, at the end and epoch by epoch.
+"""Which hyperparameter matters: per optimizer with intervals; Optuna's pooled evaluators opt-in.
 
 Promises:
 
-- ``importance_info(snap)`` returns, for every searched parameter (lr, weight_decay and
-  optimizer when searched), PED-ANOVA importances (Optuna 5's default evaluator) and fANOVA
-  importances over COMPLETE trials, each normalised to sum to 1, or None with a note saying
-  why (too few trials, every trial alike).
-- ``per_epoch`` repeats PED-ANOVA at each epoch on the accuracy every trial reported at that
-  epoch, COMPLETE, PRUNED and RUNNING alike, so the trials a pruner stopped count for the
-  epochs they ran. Optuna's own evaluators see COMPLETE trials only.
-- Both evaluators see lr and weight_decay in log10 units (the units they were sampled in).
-  Optuna's fANOVA integrates its forest over the search box in linear units even for a log
-  parameter, which gives the lowest decade of lr almost no weight; handing it log10 values
+- ``importance_info(snap)`` returns, per optimizer, the shares of lr, weight decay and their
+  interaction with 95% bootstrap intervals (``sweeper.analysis.effects``), with several
+  optimizers the optimizer x wd interaction, and the same shares at each epoch over every trial
+  that reported it (COMPLETE and PRUNED alike: the trials a pruner stopped count for the
+  epochs they ran). This default path is pure numpy: it never imports ``optuna.importance``
+  (which loads scikit-learn and scipy.stats, 1.5-2 s) and builds no in-memory copy of the study.
+- Optuna's pooled evaluators run only when asked for, ``evaluators=("ped-anova", "fanova")``
+  (the CLI's ``--evaluators``): PED-ANOVA (Optuna 5's default) and fANOVA over COMPLETE
+  trials, each normalised to sum to 1, and PED-ANOVA at each epoch over COMPLETE, PRUNED
+  and RUNNING trials. They pool every optimizer
+  into one answer, which is misleading when the optimizers disagree (issue 11: PED-ANOVA
+  0.00 and fANOVA 0.52 for wd where AdamW's is ~0 and Adam's ~0.9), and they cost seconds:
+  hence opt-in. ``ImportanceInfo.evaluators`` records which ran.
+- Both pooled evaluators see lr and weight_decay in log10 units (the units they were sampled
+  in). Optuna's fANOVA integrates its forest over the search box in linear units even for a
+  log parameter, which gives the lowest decade of lr almost no weight; handing it log10 values
   makes the marginal variances those of the space as it was searched.
-- Deterministic (fANOVA's forest has a fixed seed) and pure: it reads only the snapshot.
+- Zero variance, too few trials and ties give notes, never an exception (fANOVA's "zero total
+  variance" included). Deterministic (fixed seeds) and pure: it reads only the snapshot.
 
 fANOVA settings: Optuna's default forest (64 trees of depth 64) took 10.9 s on a 1,000-trial
 study on a 2-core CPU; 16 trees of depth 6 took 0.2 s and moved no importance by more than
@@ -26,12 +33,15 @@ import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import optuna
+from numpy.typing import NDArray
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
 
 from sweeper.analysis.effects import Decomposition, decompose, decompose_optimizers
 from sweeper.analysis.noise import floor_sd
@@ -56,6 +66,8 @@ PED_TOP_QUANTILE = 0.1
 PED_RECOMMENDED = 50
 # Epochs evaluated at most (spread evenly, last epoch always included): one PED-ANOVA per epoch.
 MAX_EPOCHS = 25
+# Optuna's pooled evaluators, run only when asked for (the CLI's --evaluators).
+EVALUATORS = ("ped-anova", "fanova")
 
 
 class EpochImportance(NamedTuple):
@@ -78,8 +90,9 @@ class EpochShares(NamedTuple):
 class ImportanceInfo(NamedTuple):
     """Importances per parameter (each dict sums to 1, ordered by importance).
 
-    ``ped_anova``, ``fanova`` and ``per_epoch`` are Optuna's evaluators over the whole study:
-    with several optimizers they pool them (a note says so). ``by_optimizer`` holds, per
+    ``ped_anova``, ``fanova`` and ``per_epoch`` are Optuna's evaluators over the whole study,
+    None / () unless asked for (``evaluators`` says which ran): with several optimizers they
+    pool them (a note says so). ``by_optimizer`` holds, per
     optimizer, the shares of lr, wd and their interaction with 95% bootstrap intervals
     (``sweeper.analysis.effects``), ``across`` the decomposition with the optimizer as a
     factor (the optimizer x wd interaction), ``per_epoch_by_optimizer`` the same shares at
@@ -95,6 +108,7 @@ class ImportanceInfo(NamedTuple):
     by_optimizer: tuple[tuple[str, Decomposition], ...] = ()
     across: Decomposition | None = None
     per_epoch_by_optimizer: tuple[EpochShares, ...] = ()
+    evaluators: tuple[str, ...] = ()  # the pooled evaluators that ran (opt-in), EVALUATORS order
 
 
 def _as_searched(trial: FrozenTrial) -> FrozenTrial:
@@ -182,15 +196,32 @@ def _epochs(all_epochs: Sequence[int]) -> list[int]:
     return sorted({all_epochs[round(i * step)] for i in range(MAX_EPOCHS)})
 
 
-def importance_info(snap: StudySnapshot) -> ImportanceInfo:
-    """PED-ANOVA and fANOVA over completed trials, and PED-ANOVA per epoch over all trials."""
+def _check_evaluators(evaluators: Collection[str]) -> tuple[str, ...]:
+    """``evaluators`` in ``EVALUATORS`` order; ``ValueError`` naming any unknown one."""
+    unknown = sorted(set(evaluators) - set(EVALUATORS))
+    if unknown:
+        raise ValueError(
+            f"unknown importance evaluator {', '.join(unknown)}: choose from "
+            + ", ".join(EVALUATORS)
+        )
+    return tuple(e for e in EVALUATORS if e in evaluators)
+
+
+def importance_info(snap: StudySnapshot, evaluators: Collection[str] = ()) -> ImportanceInfo:
+    """Per-optimizer shares with intervals (always) and, for each name in ``evaluators``
+    (``"ped-anova"``, ``"fanova"``), Optuna's pooled evaluator over the whole study.
+
+    Raises ``ValueError`` for a name not in ``EVALUATORS``.
+    """
+    asked = _check_evaluators(evaluators)
     used = [
         t
         for t in snap.trials
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) and t.params
     ]
     if not used:
-        return ImportanceInfo((), None, None, 0, (), ("no trial has parameters yet",))
+        none = ("no trial has parameters yet",)
+        return ImportanceInfo((), None, None, 0, (), none, evaluators=asked)
     # Parameters every used trial has: fANOVA cannot evaluate a parameter some trials lack.
     names = set(used[0].distributions)
     for t in used[1:]:
@@ -198,7 +229,63 @@ def importance_info(snap: StudySnapshot) -> ImportanceInfo:
     params = sorted(names, key=lambda n: ({"lr": 0, "weight_decay": 1}.get(n, 2), n))
     varied = [p for p in params if not _single(used, p)]
     notes: list[str] = []
+    finals = [
+        v for t in used if t.state == TrialState.COMPLETE and (v := final_value(t)) is not None
+    ]
+    n_complete = len(finals)
+    distinct = set(finals)
+    attributable = False  # enough distinct completed values over a varied parameter
+    if n_complete < MIN_TRIALS:
+        noun = "trial" if n_complete == 1 else "trials"
+        notes.append(f"{n_complete} completed {noun}: importances need at least {MIN_TRIALS}")
+    elif len(distinct) == 1:
+        notes.append(
+            f"every completed trial scored {distinct.pop():.4g}: no parameter explains anything"
+        )
+    elif not varied:
+        notes.append("every trial has the same parameters: nothing to attribute")
+    else:
+        attributable = True
+    all_epochs = sorted(
+        {e for t in used for e, v in t.intermediate_values.items() if math.isfinite(v)}
+    )
+    if not all_epochs:
+        notes.append("no trial reported intermediate values: no importance per epoch")
+    optimizer_names = sorted({optimizer_of(t) for t in used}, key=lambda n: (n != "adamw", n))
+    ped = fan = None
+    per_epoch: tuple[EpochImportance, ...] = ()
+    if asked:
+        ped, fan, per_epoch, pooled_notes = _pooled(snap, used, varied, asked, attributable)
+        notes += pooled_notes
+        if len(optimizer_names) > 1 and (ped is not None or fan is not None):
+            notes.append("PED-ANOVA and fANOVA pool the optimizers; read the shares per optimizer")
+    by_opt, across, by_epoch = _per_optimizer(snap, optimizer_names, _epochs(all_epochs))
+    return ImportanceInfo(
+        tuple(varied),
+        ped,
+        fan,
+        n_complete,
+        per_epoch,
+        tuple(notes),
+        by_opt,
+        across,
+        by_epoch,
+        asked,
+    )
 
+
+def _pooled(
+    snap: StudySnapshot,
+    used: Sequence[FrozenTrial],
+    varied: Sequence[str],
+    asked: Sequence[str],
+    evaluate: bool,
+) -> tuple[
+    dict[str, float] | None, dict[str, float] | None, tuple[EpochImportance, ...], list[str]
+]:
+    """Optuna's evaluators over every optimizer pooled: (PED-ANOVA, fANOVA, PED-ANOVA per
+    epoch, notes). ``evaluate`` False (too few trials, equal values, nothing varied) skips
+    the whole-study evaluators; the per-epoch ones judge each epoch's trials on their own."""
     direction = (
         optuna.study.StudyDirection.MAXIMIZE
         if snap.maximize
@@ -210,68 +297,49 @@ def importance_info(snap: StudySnapshot) -> ImportanceInfo:
     view.add_trials([_as_searched(t) for t in used])
     trials = view.get_trials(deepcopy=False)
     n_complete = sum(1 for t in trials if t.system_attrs["complete"])
+    notes: list[str] = []
 
     def final(t: FrozenTrial) -> float:
         return float(t.value) if t.system_attrs["complete"] else math.nan  # type: ignore[arg-type]
 
     ped = fan = None
-    finals = {float(t.value) for t in trials if t.system_attrs["complete"]}  # type: ignore[arg-type]
-    if n_complete < MIN_TRIALS:
-        noun = "trial" if n_complete == 1 else "trials"
-        notes.append(f"{n_complete} completed {noun}: importances need at least {MIN_TRIALS}")
-    elif len(finals) == 1:
-        notes.append(
-            f"every completed trial scored {finals.pop():.4g}: no parameter explains anything"
-        )
-    elif not varied:
-        notes.append("every trial has the same parameters: nothing to attribute")
-    else:
-        # Imported only when there is something to evaluate: optuna.importance imports
-        # scikit-learn (and scipy.stats) for fANOVA's forest, 1.5-2 s of start-up.
-        from optuna.importance import FanovaImportanceEvaluator
+    if evaluate:
+        if "ped-anova" in asked:
+            ped = _ped_anova(view, list(varied), lambda t: sign * final(t))
+            if n_complete < PED_RECOMMENDED:
+                notes.append(
+                    "PED-ANOVA's top 10% holds fewer than 5 trials: read importances as rough"
+                )
+            if ped is None:
+                notes.append("PED-ANOVA found no difference between the top 10% and the rest")
+        if "fanova" in asked:
+            # Imported only when asked for: optuna.importance imports scikit-learn (and
+            # scipy.stats) for fANOVA's forest, 1.5-2 s of start-up.
+            from optuna.importance import FanovaImportanceEvaluator
 
-        ped = _ped_anova(view, varied, lambda t: sign * final(t))
-        fanova = FanovaImportanceEvaluator(
-            n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=FANOVA_SEED
-        )
-        fan = _normalised(_quiet(lambda: fanova.evaluate(view, params=varied, target=final)))
-        if n_complete < PED_RECOMMENDED:
-            notes.append("PED-ANOVA's top 10% holds fewer than 5 trials: read importances as rough")
-        if ped is None:
-            notes.append("PED-ANOVA found no difference between the top 10% and the rest")
-        if fan is None:
-            notes.append("fANOVA's forest explains none of the variance (ties?)")
-
+            fanova = FanovaImportanceEvaluator(
+                n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=FANOVA_SEED
+            )
+            fan = _normalised(
+                _quiet(lambda: fanova.evaluate(view, params=list(varied), target=final))
+            )
+            if fan is None:
+                notes.append("fANOVA's forest explains none of the variance (ties?)")
     per_epoch = []
-    all_epochs = sorted({e for t in trials for e in t.intermediate_values})
-    for epoch in _epochs(all_epochs):
-        reached = [t for t in trials if epoch in t.intermediate_values]
-        n_pruned = sum(1 for t in reached if t.system_attrs["pruned"])
-        imp = None
-        if varied and len(reached) >= MIN_TRIALS:
+    if "ped-anova" in asked:
+        all_epochs = sorted({e for t in trials for e in t.intermediate_values})
+        for epoch in _epochs(all_epochs):
+            reached = [t for t in trials if epoch in t.intermediate_values]
+            n_pruned = sum(1 for t in reached if t.system_attrs["pruned"])
+            imp = None
+            if varied and len(reached) >= MIN_TRIALS:
 
-            def at_epoch(t: FrozenTrial, e: int = epoch) -> float:
-                return sign * t.intermediate_values.get(e, math.nan)
+                def at_epoch(t: FrozenTrial, e: int = epoch) -> float:
+                    return sign * t.intermediate_values.get(e, math.nan)
 
-            imp = _ped_anova(view, varied, at_epoch)
-        per_epoch.append(EpochImportance(epoch, len(reached), n_pruned, imp))
-    if not all_epochs:
-        notes.append("no trial reported intermediate values: no importance per epoch")
-    optimizer_names = sorted({optimizer_of(t) for t in used}, key=lambda n: (n != "adamw", n))
-    if len(optimizer_names) > 1 and (ped is not None or fan is not None):
-        notes.append("PED-ANOVA and fANOVA pool the optimizers; read the shares per optimizer")
-    by_opt, across, by_epoch = _per_optimizer(snap, optimizer_names, _epochs(all_epochs))
-    return ImportanceInfo(
-        tuple(varied),
-        ped,
-        fan,
-        n_complete,
-        tuple(per_epoch),
-        tuple(notes),
-        by_opt,
-        across,
-        by_epoch,
-    )
+                imp = _ped_anova(view, list(varied), at_epoch)
+            per_epoch.append(EpochImportance(epoch, len(reached), n_pruned, imp))
+    return ped, fan, tuple(per_epoch), notes
 
 
 def _unit(x: float, bounds: tuple[float, float]) -> float:
@@ -293,44 +361,52 @@ def _per_optimizer(
     model = noise_of(snap)
     n_val = model.n_val
     by_number = {t.number: t for t in snap.trials}
+    # Every point's place in the unit box, its final value and its value at each epoch, as
+    # arrays built in one pass: each (optimizer, epoch) below is then a mask, not a loop over
+    # the trials (25 epochs x 10,000 trials at most).
+    unit_u = np.array([_unit(p.lr, lr_b) for p in points])
+    unit_v = np.array([_unit(p.weight_decay, wd_b) for p in points])
+    owner = np.array([p.optimizer for p in points], dtype=object)
+    finals = np.array(
+        [p.value if p.state == "complete" and p.value is not None else np.nan for p in points]
+    )
+    at = np.full((len(points), len(epochs)), np.nan)
+    for i, p in enumerate(points):
+        curve = by_number[p.number].intermediate_values
+        for k, e in enumerate(epochs):
+            got = curve.get(e)
+            if got is not None:
+                at[i, k] = got
 
-    def noise(values: Sequence[float]) -> float | None:
+    def noise(values: NDArray[np.float64]) -> float | None:
         if model.sd_run is None:
             return None
-        if n_val is None or not values:
+        if n_val is None or not len(values):
             return model.sd_run
-        return max(model.sd_run, floor_sd(sum(values) / len(values), n_val))
+        return max(model.sd_run, floor_sd(float(np.mean(values)), n_val))
 
-    def runs(name: str, epoch: int | None) -> tuple[list[float], list[float], list[float]]:
-        u, v, y = [], [], []
-        for p in points:
-            if p.optimizer != name:
-                continue
-            if epoch is None:
-                if p.state != "complete" or p.value is None:
-                    continue
-                value = p.value
-            else:
-                got = by_number[p.number].intermediate_values.get(epoch)
-                if got is None or not math.isfinite(got):
-                    continue
-                value = got
-            u.append(_unit(p.lr, lr_b))
-            v.append(_unit(p.weight_decay, wd_b))
-            y.append(value)
-        return u, v, y
+    def runs(
+        name: str, k: int | None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        y = finals if k is None else at[:, k]
+        keep = (owner == name) & np.isfinite(y)  # NaN: not complete, or no finite report
+        return unit_u[keep], unit_v[keep], y[keep]
 
-    final = {name: runs(name, None) for name in names}
-    by_opt = tuple((name, decompose(*final[name], noise(final[name][2]))) for name in names)
-    across = None
-    if len(names) > 1:
-        every = [y for _, _, ys in final.values() for y in ys]
-        across = decompose_optimizers(final, noise(every))
-    by_epoch = []
-    for epoch in epochs:
-        for name in names:
-            u, v, y = runs(name, epoch)
-            by_epoch.append(EpochShares(epoch, name, decompose(u, v, y, noise(y))))
+    # One BLAS thread, as in sweeper.analysis.surface: the matrices are thin (n x 10) and on
+    # a busy 2-core machine OpenBLAS's two threads spin against each other (an SVD of
+    # 10,000 x 10 took 64 ms instead of 4).
+    with threadpool_limits(limits=1):
+        final = {name: runs(name, None) for name in names}
+        by_opt = tuple((name, decompose(*final[name], noise(final[name][2]))) for name in names)
+        across = None
+        if len(names) > 1:
+            every = np.concatenate([ys for _, _, ys in final.values()])
+            across = decompose_optimizers(final, noise(every))
+        by_epoch = []
+        for k, epoch in enumerate(epochs):
+            for name in names:
+                u, v, y = runs(name, k)
+                by_epoch.append(EpochShares(epoch, name, decompose(u, v, y, noise(y))))
     return by_opt, across, tuple(by_epoch)
 
 

@@ -9,7 +9,9 @@ Promises:
 - The page polls ``/api/study/NAME`` every ``refresh_s`` seconds and redraws in place
   (``Plotly.react``: zoom and hidden traces survive a refresh). Each poll reads the study
   from PostgreSQL; figures are recomputed only when a trial was added, finished or reported
-  an epoch since the last poll, so an idle page costs the database one trial read.
+  an epoch since the last poll, so an idle page costs the database two aggregate queries.
+  A large study's views are built in the background: a poll never waits more than
+  ``POLL_WAIT_S`` for them, and answers with the summary first (``"pending": true``).
 - Binds to 127.0.0.1 unless told otherwise: the page has no authentication.
 - Errors reach the page as one line and never contain a storage password: messages pass
   through ``redact`` where a URL may appear. A name no study may have (``sweeper.spec``'s
@@ -40,9 +42,10 @@ from typing import Any
 import optuna
 import plotly
 import plotly.io as pio
+from optuna.storages import RDBStorage
 
 from sweeper.dashboard.config import DashboardConfig
-from sweeper.dashboard.data import snapshot
+from sweeper.dashboard.data import snapshot, summary_info
 from sweeper.dashboard.report import PAGE_CSS, PLOTLY_CONFIG, summary_html
 from sweeper.dashboard.views import build_views, panels
 from sweeper.errors import SweeperError, UsageError, one_line
@@ -51,20 +54,41 @@ from sweeper.spec import study_name_problem
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+# Studies up to this many trials are answered with fresh views, however long they take to
+# build (~2 s at 2,000 trials on a busy 2-core VM): a poll of a small study never shows a
+# half-built page. A larger study's poll waits at most POLL_WAIT_S for its views and
+# otherwise answers with what it has (a 50,000-trial study takes ~15 s to build).
+SYNC_TRIALS = 2000
+POLL_WAIT_S = 2.0
+
+
 @dataclass
 class _Cached:
-    """The last figures computed for a study, and the trial state they were computed from."""
+    """A study's last published payload, the state it was computed from, and the build in
+    progress, if any."""
 
-    fingerprint: tuple[Any, ...] = ()
+    fingerprint: Any = None
     payload: bytes = b""
+    building: threading.Thread | None = None
+    failure: BaseException | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class StudySource:
     """Loads studies from one storage and turns them into the page's JSON, with caching.
 
-    A loaded ``optuna.Study`` is kept per name: Optuna caches finished trials, so each poll
-    reads only trials that were unfinished at the previous one.
+    Each poll asks PostgreSQL for the study's fingerprint (``fastread.fingerprint``: a few
+    ms at 50,000 trials). Only when it changed are the trials read again (``fastread``, one
+    consistent pass) and the views rebuilt, in a background thread: the poll waits for the
+    new payload up to ``POLL_WAIT_S`` and otherwise answers with the last one (or, before
+    the first, with the summary alone, marked ``"pending": true``; the page then polls
+    again within a second). Studies of at most ``SYNC_TRIALS`` trials are always answered
+    fresh. A first build publishes twice: the summary (trial counts, the verdict) as soon
+    as the trials are read, every figure when all are drawn. Views are computed from one
+    snapshot, so a page never mixes two states of a study.
+
+    A storage other than ``RDBStorage`` is read through the loaded ``optuna.Study`` (Optuna
+    caches finished trials between polls).
     """
 
     def __init__(
@@ -96,37 +120,92 @@ class StudySource:
                 self._cache[name] = _Cached()
             return self._studies[name]
 
+    def _fingerprint(self, study: optuna.Study) -> tuple[Any, int]:
+        """(what changes when the views would, the number of trials)."""
+        if isinstance(self._storage, RDBStorage):
+            from sweeper.dashboard.fastread import fingerprint
+
+            mark = fingerprint(self._storage, study.study_name)
+            return mark, sum(row[1] for row in mark[0])
+        trials = study.get_trials(deepcopy=False)
+        return tuple(
+            (t.number, t.state, len(t.intermediate_values), t.datetime_complete) for t in trials
+        ), len(trials)
+
     def payload(self, name: str) -> bytes:
-        """The study's summary HTML and figures as JSON bytes (recomputed only on change)."""
+        """The study's summary HTML and figures as JSON bytes (rebuilt only on change)."""
         study = self._study(name)
         cached = self._cache[name]
+        mark, n_trials = self._fingerprint(study)
+        wait_s = None if n_trials <= SYNC_TRIALS else POLL_WAIT_S
         with cached.lock:
-            snap = snapshot(study)
-            fingerprint = tuple(
-                (t.number, t.state, len(t.intermediate_values), t.datetime_complete)
-                for t in snap.trials
-            )
-            if fingerprint != cached.fingerprint or not cached.payload:
-                views = build_views(snap)
-                # Plotly serialises its own figures (numpy arrays included); the rest is
-                # spliced around them rather than decoded and re-encoded.
-                parts = [
-                    f'{{"key":{json.dumps(p.key)},"title":{json.dumps(p.title)},'
-                    f'"caption":{json.dumps(p.caption)},'
-                    f'"figure":{pio.to_json(p.figure, validate=False)}}}'
-                    for p in panels(views)
-                ]
-                head = json.dumps(
-                    {
-                        "study": snap.name,
-                        "n_trials": len(snap.trials),
-                        "taken_at": snap.taken_at.strftime("%H:%M:%S"),
-                        "summary_html": summary_html(views.summary),
-                    }
+            if cached.failure is not None:
+                failure, cached.failure = cached.failure, None
+                raise failure
+            fresh = mark == cached.fingerprint and cached.payload and cached.building is None
+            if fresh:
+                return cached.payload
+            if cached.building is None:
+                cached.building = threading.Thread(
+                    target=self._build, args=(study, cached, mark), daemon=True
                 )
-                cached.payload = (head[:-1] + ',"panels":[' + ",".join(parts) + "]}").encode()
-                cached.fingerprint = fingerprint
-            return cached.payload
+                cached.building.start()
+            building = cached.building
+        building.join(wait_s)
+        with cached.lock:
+            if cached.failure is not None and cached.building is None:
+                failure, cached.failure = cached.failure, None
+                raise failure
+            if cached.payload:
+                return cached.payload
+        return json.dumps(
+            {
+                "study": name,
+                "n_trials": None,
+                "taken_at": time.strftime("%H:%M:%S"),
+                "summary_html": "<p>Reading the study…</p>",
+                "panels": [],
+                "pending": True,
+            }
+        ).encode()
+
+    def _build(self, study: optuna.Study, cached: _Cached, mark: Any) -> None:
+        try:
+            storage = self._storage
+            snap = snapshot(study, storage if isinstance(storage, RDBStorage) else None)
+            summary = summary_info(snap)
+            head = {
+                "study": snap.name,
+                "n_trials": len(snap.trials),
+                "taken_at": snap.taken_at.strftime("%H:%M:%S"),
+                "summary_html": summary_html(summary),
+            }
+            with cached.lock:  # a first load shows the counts and the verdict first
+                if not cached.payload:
+                    cached.payload = _assemble({**head, "pending": True}, [])
+            views = build_views(snap, summary=summary)
+            # Plotly serialises its own figures (numpy arrays included); the rest is spliced
+            # around them rather than decoded and re-encoded.
+            parts = [
+                f'{{"key":{json.dumps(p.key)},"title":{json.dumps(p.title)},'
+                f'"caption":{json.dumps(p.caption)},'
+                f'"figure":{pio.to_json(p.figure, validate=False)}}}'
+                for p in panels(views)
+            ]
+            with cached.lock:
+                cached.payload = _assemble({**head, "pending": False}, parts)
+                cached.fingerprint = mark
+        except BaseException as err:  # reported by the next poll, as a poll's own error
+            with cached.lock:
+                cached.failure = err
+        finally:
+            with cached.lock:
+                cached.building = None
+
+
+def _assemble(head: dict[str, Any], parts: list[str]) -> bytes:
+    text = json.dumps(head)
+    return (text[:-1] + ',"panels":[' + ",".join(parts) + "]}").encode()
 
 
 def _page(title: str, body: str, script: str = "") -> bytes:
@@ -162,6 +241,7 @@ def study_list_page(rows: list[dict[str, Any]]) -> bytes:
 # first response, so a study's set of figures can be whatever the server sends.
 _SCRIPT = """
 const API = %(api)s, REFRESH_MS = %(refresh_ms)d, CONFIG = %(config)s;
+let pending = false;
 async function refresh() {
   const status = document.getElementById('status'), error = document.getElementById('error');
   try {
@@ -169,6 +249,7 @@ async function refresh() {
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.statusText);
     document.getElementById('summary').innerHTML = body.summary_html;
+    pending = body.pending === true;
     const holder = document.getElementById('panels');
     for (const panel of body.panels) {
       let div = document.getElementById('fig-' + panel.key);
@@ -185,13 +266,17 @@ async function refresh() {
       }
       await Plotly.react(div, panel.figure.data, panel.figure.layout, CONFIG);
     }
-    status.textContent = body.n_trials + ' trials, read ' + body.taken_at +
-      '; refreshing every ' + (REFRESH_MS / 1000) + ' s';
+    status.textContent = pending
+      ? (body.n_trials === null ? 'reading the study…' : body.n_trials + ' trials, read ' +
+         body.taken_at + '; drawing the views…')
+      : body.n_trials + ' trials, read ' + body.taken_at +
+        '; refreshing every ' + (REFRESH_MS / 1000) + ' s';
     error.textContent = '';
   } catch (e) {
     error.textContent = 'Could not refresh: ' + e.message + ' (retrying)';
   }
-  setTimeout(refresh, REFRESH_MS);
+  // While the views are being drawn (a large study), ask again soon.
+  setTimeout(refresh, pending ? Math.min(REFRESH_MS, 1000) : REFRESH_MS);
 }
 window.addEventListener('load', refresh);
 """

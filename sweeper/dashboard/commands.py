@@ -38,14 +38,17 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     report.add_argument("--study", required=True, metavar="NAME")
     report.add_argument("-o", "--output", required=True, metavar="FILE.html", type=Path)
+    _evaluators_flag(report)
     report.set_defaults(handler=cmd_report)
 
     importance = subparsers.add_parser(
         "importance",
         parents=parents,
-        help="hyperparameter importance (PED-ANOVA and fANOVA, and per epoch)",
-        description="PED-ANOVA and fANOVA over completed trials, and PED-ANOVA per epoch "
-        "over every trial that reported the epoch (pruned trials count).",
+        help="hyperparameter importance per optimizer, with intervals, and per epoch",
+        description="Per optimizer, the shares of lr, wd and their interaction with 95%% "
+        "bootstrap intervals, over completed trials and at each epoch over every trial that "
+        "reported it (pruned trials count). Optuna's pooled PED-ANOVA and fANOVA run only "
+        "with --evaluators.",
     )
     importance.add_argument("--study", required=True, metavar="NAME")
     importance.add_argument("--format", choices=("table", "json"), default="table")
@@ -55,6 +58,7 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         type=Path,
         help="also draw the importance figure (.png needs the kaleido package and Chromium)",
     )
+    _evaluators_flag(importance)
     importance.set_defaults(handler=cmd_importance)
 
     dashboard = subparsers.add_parser(
@@ -89,6 +93,37 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 # -------------------------------------------------------------------------------- helpers
+
+# Kept in step with sweeper.analysis.importance.EVALUATORS (a test checks): importing that
+# module here would load Optuna for `sweeper --help`.
+EVALUATOR_NAMES = ("ped-anova", "fanova")
+# What a reader is told when the pooled evaluators did not run.
+POOLED_NOT_RUN = (
+    "Optuna's pooled PED-ANOVA and fANOVA were not run: they pool every optimizer into one "
+    "answer and cost seconds; ask for them with --evaluators ped-anova,fanova"
+)
+
+
+def _evaluators(text: str) -> tuple[str, ...]:
+    """``--evaluators``'s value: comma-separated names from ``EVALUATOR_NAMES`` ("" for none)."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in EVALUATOR_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown evaluator {', '.join(unknown)} (choose from {', '.join(EVALUATOR_NAMES)})"
+        )
+    return names
+
+
+def _evaluators_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--evaluators",
+        type=_evaluators,
+        default=(),  # opt-in: pooled over optimizers, they mislead, and they cost 1.5-4 s
+        metavar="NAMES",
+        help="also run Optuna's pooled evaluators, comma-separated: ped-anova, fanova "
+        "(default: none; they pool the optimizers and load scikit-learn)",
+    )
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -227,13 +262,19 @@ def best_table(out: dict[str, Any]) -> str:
 
 def cmd_best(args: argparse.Namespace) -> int:
     """``sweeper best``: the best configuration with its uncertainty, and the best trial."""
-    from sweeper.dashboard.data import best_of, snapshot
+    from optuna.storages import RDBStorage
+
+    from sweeper.dashboard.data import best_from_storage, best_of, snapshot
     from sweeper.study import best_trial_row
 
     storage = _open(args)
     study = _load(storage, args.study)
     row = best_trial_row(study)  # raises the one-line error when nothing completed yet
-    out = best_rows(row, best_of(snapshot(study, storage)))
+    if isinstance(storage, RDBStorage):  # only what the noise model needs, in one query
+        info = best_from_storage(study, storage)
+    else:
+        info = best_of(snapshot(study))
+    out = best_rows(row, info)
     if args.format == "json":
         print(json.dumps(out, indent=2, default=str))
     else:
@@ -251,7 +292,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _check_output(args.output, (".html", ".htm"))
     snap = _snapshot(args)
     try:
-        write_report(snap, args.output)
+        write_report(snap, args.output, evaluators=args.evaluators)
     except OSError as err:
         raise _write_failed(args.output, err) from None
     print(f"wrote {args.output} ({len(snap.trials)} trials)")
@@ -262,7 +303,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
-    """The importance result as plain JSON-ready data (the ``--format json`` output)."""
+    """The importance result as plain JSON-ready data (the ``--format json`` output).
+
+    ``ped_anova`` and ``fanova`` are null and ``per_epoch`` empty unless the pooled
+    evaluators were asked for; ``pooled_evaluators`` says which ran and how to ask.
+    """
     from sweeper.analysis import importance as imp
 
     return {
@@ -280,6 +325,10 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
             for e in info.per_epoch
         ],
         "notes": list(info.notes),
+        "pooled_evaluators": {
+            "run": list(info.evaluators),
+            "note": "" if info.evaluators else POOLED_NOT_RUN,
+        },
         "by_optimizer": {name: _decomposition(d) for name, d in info.by_optimizer},
         "optimizer_interaction": _decomposition(info.across) if info.across else None,
         "per_epoch_by_optimizer": [
@@ -332,12 +381,13 @@ def importance_table(study: str, info: ImportanceInfo) -> str:
         return "-" if d is None else f"{d.get(p, 0.0):.3f}"
 
     lines = [f"study '{study}': {info.n_complete} completed trials"]
-    width = max([len("parameter"), *(len(p) for p in info.params)])
-    lines.append(f"{'parameter'.ljust(width)}  ped_anova  fanova")
-    lines += [
-        f"{p.ljust(width)}  {num(info.ped_anova, p).rjust(9)}  {num(info.fanova, p).rjust(6)}"
-        for p in info.params
-    ]
+    if info.evaluators:
+        width = max([len("parameter"), *(len(p) for p in info.params)])
+        lines.append(f"{'parameter'.ljust(width)}  ped_anova  fanova")
+        lines += [
+            f"{p.ljust(width)}  {num(info.ped_anova, p).rjust(9)}  {num(info.fanova, p).rjust(6)}"
+            for p in info.params
+        ]
     if any(e.importances for e in info.per_epoch):
         lines.append("")
         lines.append("PED-ANOVA per epoch (every trial that reported the epoch, pruned included):")
@@ -358,6 +408,8 @@ def importance_table(study: str, info: ImportanceInfo) -> str:
         if info.across is not None:
             lines.append(_shares_line("across optimizers", info.across))
     lines += [f"note: {n}" for n in info.notes]
+    if not info.evaluators:
+        lines.append(f"note: {POOLED_NOT_RUN}")
     return "\n".join(lines)
 
 
@@ -395,7 +447,7 @@ def cmd_importance(args: argparse.Namespace) -> int:
     if args.plot is not None:
         _check_output(args.plot, (".html", ".htm", ".png"))
     snap = _snapshot(args)
-    info = importance_info(snap)
+    info = importance_info(snap, args.evaluators)
     if args.format == "json":
         print(json.dumps({"study": snap.name, **importance_rows(info)}, indent=2))
     else:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from numpy.typing import NDArray
 from plotly.subplots import make_subplots
 
@@ -61,6 +62,18 @@ LOG_AXIS = {"type": "log", "exponentformat": "power", "dtick": "D2"}
 LOG_DECADES = {"type": "log", "exponentformat": "power", "dtick": 1}
 
 
+def _num(values: Sequence[Any]) -> NDArray[np.float64]:
+    """Per-trial numbers as a float array (None -> NaN, a gap): Plotly validates a list
+    element by element (50 ms per 10,000-point trace on a 2-core VM) and an array in one
+    copy, and serialises it as one typed array."""
+    return np.array(values, dtype=float)
+
+
+def _obj(values: Sequence[Any]) -> NDArray[Any]:
+    """Per-trial strings (or mixed rows) as an object array, for the same reason as ``_num``."""
+    return np.array(values, dtype=object)
+
+
 def _colour(optimizer: str, index: int = 0) -> str:
     return OPTIMIZER_COLOURS.get(optimizer, OTHER_COLOURS[index % len(OTHER_COLOURS)])
 
@@ -73,11 +86,27 @@ def optimizer_label(optimizer: str) -> str:
 _name = optimizer_label
 
 
+def _white(fig: go.Figure) -> None:
+    """Give ``fig`` Plotly's "plotly_white" template without validating it again.
+
+    Plotly validates a template on every assignment, a deep copy of some 400 properties:
+    20 ms a figure, 0.2-0.5 s of a report on a 2-core VM. The registered template is valid
+    already; Plotly assigns its own default template the same way, with the layout's
+    validation off for that one assignment (plotly ``BaseFigure._initialize_layout_template``).
+    """
+    layout = fig.layout
+    layout._validate = False
+    try:
+        layout.template = pio.templates["plotly_white"]
+    finally:
+        layout._validate = True
+
+
 def _base(fig: go.Figure, title: str, height: int) -> go.Figure:
+    _white(fig)
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"},
         height=height,
-        template="plotly_white",
         font=FONT,
         margin={"l": 70, "r": 30, "t": 80, "b": 60},
         legend={"orientation": "h", "y": -0.18, "x": 0.0},
@@ -519,8 +548,8 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
                 continue
             fig.add_trace(
                 go.Scatter(
-                    x=[x for x, _ in pts],
-                    y=[t.value for _, t in pts],
+                    x=_num([x for x, _ in pts]),
+                    y=_num([t.value for _, t in pts]),
                     mode="markers",
                     marker={
                         "color": colour,
@@ -531,7 +560,9 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
                     },
                     name=f"{name}: {label}",
                     legendgroup=f"{p.optimizer}-{label}",
-                    customdata=[[t.number, t.lr, t.weight_decay, t.epoch or 0] for _, t in pts],
+                    customdata=_num(
+                        [[t.number, t.lr, t.weight_decay, t.epoch or 0] for _, t in pts]
+                    ),
                     hovertemplate="trial %{customdata[0]}: lr %{customdata[1]:.3g}, wd "
                     "%{customdata[2]:.3g}<br>lr×wd %{x:.3g}, val acc %{y:.4f}"
                     " (epoch %{customdata[3]})<extra>" + name + "</extra>",
@@ -1012,22 +1043,25 @@ def effective_decay_figure(info: EffectiveDecayInfo) -> go.Figure:
 
 def importance_figure(info: ImportanceInfo) -> go.Figure:
     """Per optimizer, the shares of lr, wd and their interaction with 95% bootstrap intervals
-    (left); Optuna's pooled PED-ANOVA and fANOVA (middle); per epoch, each optimizer's lr and
-    wd shares with their intervals (right). Notes replace a panel that has nothing to show."""
+    (left); per epoch, each optimizer's lr and wd shares with their intervals (right); and,
+    only when they ran (``info.evaluators``), Optuna's pooled PED-ANOVA and fANOVA between
+    them. Notes replace a panel that has nothing to show."""
     title = "Hyperparameter importance"
     if not info.params and not info.by_optimizer:
         return empty_figure(title, "; ".join(info.notes) or "No parameters to assess.")
     several = len(info.by_optimizer) > 1
+    pooled_col = 2 if info.evaluators else None
+    epoch_col = 3 if info.evaluators else 2
+    titles = ["per optimizer (95% bootstrap; ✱ more than noise)"]
+    if pooled_col:
+        titles.append("Optuna's evaluators" + (", optimizers pooled" if several else ""))
+    titles.append("per epoch (pruned trials count)")
     fig = make_subplots(
         rows=1,
-        cols=3,
-        column_widths=[0.34, 0.22, 0.44],
+        cols=len(titles),
+        column_widths=[0.34, 0.22, 0.44] if pooled_col else [0.42, 0.58],
         horizontal_spacing=0.11,
-        subplot_titles=(
-            "per optimizer (95% bootstrap; ✱ more than noise)",
-            "Optuna's evaluators" + (", optimizers pooled" if several else ""),
-            "per epoch (pruned trials count)",
-        ),
+        subplot_titles=titles,
     )
     terms = ["lr", "weight_decay", "lr x weight_decay"]
     notes = []
@@ -1066,35 +1100,8 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
         )
     fig.update_xaxes(range=[0, 1.15], title_text="share of variance", row=1, col=1)
     fig.update_layout(barmode="group")
-    pooled = [(label, r) for label, r in (("PED-ANOVA", info.ped_anova), ("fANOVA", info.fanova))]
-    if all(r is None for _, r in pooled):
-        fig.add_annotation(
-            text="not enough data" if info.n_complete < 8 else "no variance to attribute",
-            xref="x2 domain",
-            yref="y2 domain",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-        )
-    order = list(reversed(info.params))
-    for k, (label, r) in enumerate(pooled):
-        if r is None:
-            continue
-        fig.add_trace(
-            go.Bar(
-                x=[r.get(p, 0.0) for p in order],
-                y=[LABELS.get(p, p) for p in order],
-                orientation="h",
-                name=label,
-                marker={"color": ("#999999", "#555555")[k]},
-                text=[f"{r.get(p, 0.0):.2f}" for p in order],
-                textposition="auto",
-                hovertemplate="%{y}: %{x:.3f}<extra>" + label + "</extra>",
-            ),
-            row=1,
-            col=2,
-        )
-    fig.update_xaxes(range=[0, 1], title_text="share", row=1, col=2)
+    if pooled_col:
+        _pooled_bars(fig, info, pooled_col)
     by_epoch = info.per_epoch_by_optimizer
     names = list(dict.fromkeys(e.optimizer for e in by_epoch))
     for k, name in enumerate(names):
@@ -1116,7 +1123,7 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
                     showlegend=False,
                 ),
                 row=1,
-                col=3,
+                col=epoch_col,
             )
             fig.add_trace(
                 go.Scatter(
@@ -1130,20 +1137,22 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
                     "%{customdata[1]:.2f}]<extra>" + f"{_name(name)} {LABELS.get(t, t)}</extra>",
                 ),
                 row=1,
-                col=3,
+                col=epoch_col,
             )
     if not any(e.result.shares for e in by_epoch):
         fig.add_annotation(
             text="no epoch with enough trials",
-            xref="x3 domain",
-            yref="y3 domain",
+            xref=f"x{epoch_col} domain",
+            yref=f"y{epoch_col} domain",
             x=0.5,
             y=0.5,
             showarrow=False,
         )
     epochs = sorted({e.epoch for e in by_epoch})
-    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=3)
-    fig.update_yaxes(title_text="share of variance", range=[0, 1], row=1, col=3)
+    fig.update_xaxes(
+        title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=epoch_col
+    )
+    fig.update_yaxes(title_text="share of variance", range=[0, 1], row=1, col=epoch_col)
     sub = f"{info.n_complete} completed trials"
     if notes:  # the interaction share and per-optimizer notes lead: they are the answer
         sub += "; " + "; ".join(notes)
@@ -1152,6 +1161,39 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
     fig = _base(fig, f"{title} <sup>({sub})</sup>", 500)
     fig.update_layout(margin={"b": 130}, legend={"y": -0.25, "yanchor": "top"})
     return fig
+
+
+def _pooled_bars(fig: go.Figure, info: ImportanceInfo, col: int) -> None:
+    """Optuna's pooled PED-ANOVA and fANOVA as bars in subplot ``col`` (opt-in)."""
+    pooled = [(label, r) for label, r in (("PED-ANOVA", info.ped_anova), ("fANOVA", info.fanova))]
+    if all(r is None for _, r in pooled):
+        fig.add_annotation(
+            text="not enough data" if info.n_complete < 8 else "no variance to attribute",
+            xref=f"x{col} domain",
+            yref=f"y{col} domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+        )
+    order = list(reversed(info.params))
+    for k, (label, r) in enumerate(pooled):
+        if r is None:
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=[r.get(p, 0.0) for p in order],
+                y=[LABELS.get(p, p) for p in order],
+                orientation="h",
+                name=label,
+                marker={"color": ("#999999", "#555555")[k]},
+                text=[f"{r.get(p, 0.0):.2f}" for p in order],
+                textposition="auto",
+                hovertemplate="%{y}: %{x:.3f}<extra>" + label + "</extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(range=[0, 1], title_text="share", row=1, col=col)
 
 
 def _param_colour(name: str) -> str:
@@ -1314,8 +1356,8 @@ def history_figure(info: HistoryInfo) -> go.Figure:
             continue
         fig.add_trace(
             go.Scatter(
-                x=[info.numbers[i] for i in idx],
-                y=[info.values[i] for i in idx],
+                x=_num([info.numbers[i] for i in idx]),
+                y=_num([info.values[i] for i in idx]),
                 mode="markers",
                 marker={
                     "symbol": symbol,
@@ -1331,8 +1373,8 @@ def history_figure(info: HistoryInfo) -> go.Figure:
     if info.best_numbers:
         fig.add_trace(
             go.Scatter(
-                x=info.best_numbers,
-                y=info.best_so_far,
+                x=_num(info.best_numbers),
+                y=_num(info.best_so_far),
                 mode="lines",
                 line={"shape": "hv", "color": BEST_COLOUR, "width": 2.5},
                 name="best so far",
@@ -1356,16 +1398,18 @@ def timeline_figure(info: TimelineInfo) -> go.Figure:
             continue
         fig.add_trace(
             go.Bar(
-                base=[b.start.isoformat() for b in bars],
-                x=[max((b.end - b.start).total_seconds(), 0.5) * 1000.0 for b in bars],
-                y=[b.worker for b in bars],
+                base=_obj([b.start.isoformat() for b in bars]),
+                x=_num([max((b.end - b.start).total_seconds(), 0.5) * 1000.0 for b in bars]),
+                y=_obj([b.worker for b in bars]),
                 orientation="h",
                 marker={"color": STATE_COLOURS[state], "line": {"width": 0.5, "color": "white"}},
                 name=f"{state} ({len(bars)})",
-                customdata=[
-                    [b.number, b.start.strftime("%H:%M:%S"), (b.end - b.start).total_seconds()]
-                    for b in bars
-                ],
+                customdata=_obj(
+                    [
+                        [b.number, b.start.strftime("%H:%M:%S"), (b.end - b.start).total_seconds()]
+                        for b in bars
+                    ]
+                ),
                 hovertemplate="trial %{customdata[0]} on %{y}<br>start %{customdata[1]}, "
                 "%{customdata[2]:.0f} s<extra>" + state + "</extra>",
             )

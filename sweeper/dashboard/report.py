@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +148,10 @@ def figure_div(panel: Panel) -> str:
     )
 
 
-def render_report(snap: StudySnapshot) -> str:
-    """The whole report for ``snap`` as one offline HTML document."""
-    views = build_views(snap)
+def render_report(snap: StudySnapshot, evaluators: Collection[str] = ()) -> str:
+    """The whole report for ``snap`` as one offline HTML document (``evaluators``: Optuna's
+    pooled importance evaluators to add, see ``sweeper.analysis.importance``)."""
+    views = build_views(snap, evaluators)
     body = "".join(figure_div(p) for p in panels(views))
     title = f"sweeper report: {snap.name}"
     return (
@@ -163,8 +165,8 @@ def render_report(snap: StudySnapshot) -> str:
     )
 
 
-def write_report(snap: StudySnapshot, path: Path) -> None:
+def write_report(snap: StudySnapshot, path: Path, evaluators: Collection[str] = ()) -> None:
     """Write the report to ``path`` (atomically: a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(snap), encoding="utf-8")
+    tmp.write_text(render_report(snap, evaluators), encoding="utf-8")
     tmp.replace(path)

@@ -8,6 +8,7 @@ show it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
 import plotly.graph_objects as go
@@ -61,17 +62,24 @@ class Panel(NamedTuple):
     figure: go.Figure
 
 
-def build_views(snap: StudySnapshot) -> Views:
-    """Extract every view from ``snap`` (pure; the GP is fitted once, here)."""
+def build_views(
+    snap: StudySnapshot, evaluators: Collection[str] = (), summary: SummaryInfo | None = None
+) -> Views:
+    """Extract every view from ``snap`` (pure; the GP is fitted once, here).
+
+    ``evaluators`` names Optuna's pooled importance evaluators to run as well (opt-in:
+    ``sweeper.analysis.importance``); ``summary``, when given, is ``summary_info(snap)``
+    already computed (the live page shows it first).
+    """
     land = landscape_info(snap)
     return Views(
-        summary=summary_info(snap),
+        summary=summary if summary is not None else summary_info(snap),
         landscape=land,
         slices=slice_info(snap),
         decoupling=decoupling_info(snap, land),
         comparison=comparison_info(snap),
         decay=effective_decay_info(snap),
-        importance=importance_info(snap),
+        importance=importance_info(snap, evaluators),
         curves=curves_info(snap),
         history=history_info(snap),
         timeline=timeline_info(snap),
@@ -142,10 +150,7 @@ def panels(views: Views) -> list[Panel]:
         Panel(
             "importance",
             "Which hyperparameter matters?",
-            "PED-ANOVA (Optuna's default) and fANOVA over completed trials, in the log units "
-            "lr and wd were sampled in. Right: PED-ANOVA at each epoch over every trial that "
-            "reported that epoch, pruned ones included; the grey bars count those trials. "
-            "Late epochs only see the trials the pruner let through.",
+            _importance_caption(views.importance),
             figures.importance_figure(views.importance),
         ),
         Panel(
@@ -170,3 +175,24 @@ def panels(views: Views) -> list[Panel]:
             figures.timeline_figure(views.timeline),
         ),
     ]
+
+
+def _importance_caption(info: ImportanceInfo) -> str:
+    words = (
+        "Left: per optimizer, each hyperparameter's share of the variance of a smooth fit to "
+        "the completed trials (lr, wd and their interaction, in the log units they were "
+        "sampled in), with 95% bootstrap intervals; ✱ marks a share larger than noise alone "
+        "gives. With several optimizers, the subtitle says how much the optimizer x wd "
+        "interaction explains. Right: the same shares at each epoch over every trial that "
+        "reported it, pruned ones included; late epochs only see the trials the pruner let "
+        "through."
+    )
+    if info.evaluators:
+        return words + (
+            " Middle: Optuna's PED-ANOVA and fANOVA over all completed trials, every "
+            "optimizer pooled: with several optimizers they mix answers that differ."
+        )
+    return words + (
+        " Optuna's pooled PED-ANOVA and fANOVA were not run (they pool the optimizers); "
+        "`--evaluators ped-anova,fanova` adds them."
+    )

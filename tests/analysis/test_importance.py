@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from dashboard.factory import make_trial, synthetic_trials
 from optuna.trial import TrialState
 
-from sweeper.analysis.importance import MIN_TRIALS, importance_info
+from sweeper.analysis.importance import EVALUATORS, MIN_TRIALS, importance_info
 from sweeper.dashboard import data
 
 
@@ -24,8 +28,43 @@ def lr_only_trials(n: int, seed: int = 0) -> list:
     return trials
 
 
-def test_both_evaluators_rank_the_parameter_that_matters_first() -> None:
+POOLED = EVALUATORS  # Optuna's pooled evaluators, asked for
+
+
+def test_default_runs_no_pooled_evaluator() -> None:
+    """By default only the per-optimizer shares: Optuna's pooled evaluators are opt-in."""
     info = importance_info(data.from_trials(lr_only_trials(150)))
+    assert info.evaluators == () and info.ped_anova is None and info.fanova is None
+    assert info.per_epoch == () and info.notes == ()
+    ((name, d),) = info.by_optimizer
+    assert name == "adamw" and d.shares is not None and d.shares["lr"].share > 0.9
+    assert {e.epoch for e in info.per_epoch_by_optimizer} == {1, 2}
+    with pytest.raises(ValueError, match="unknown importance evaluator forest"):
+        importance_info(data.from_trials(lr_only_trials(10)), ("forest",))
+
+
+def test_the_default_path_never_loads_scikit_learn_or_scipy_stats() -> None:
+    """Without evaluators no optuna.importance, sklearn or scipy.stats is imported: they cost
+    1.5-2 s of every command's start-up (checked in a fresh interpreter)."""
+    code = (
+        "import sys\n"
+        "from dashboard.factory import synthetic_trials\n"
+        "from sweeper.analysis.importance import importance_info\n"
+        "from sweeper.dashboard import data\n"
+        "importance_info(data.from_trials(synthetic_trials(60, epochs=2)))\n"
+        "bad = [m for m in ('optuna.importance', 'sklearn', 'scipy.stats') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    tests = Path(__file__).resolve().parent.parent
+    path = os.pathsep.join(str(p) for p in (tests, tests.parent, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_both_evaluators_rank_the_parameter_that_matters_first() -> None:
+    info = importance_info(data.from_trials(lr_only_trials(150)), POOLED)
+    assert info.evaluators == ("ped-anova", "fanova")
     assert info.params == ("lr", "weight_decay")
     assert info.ped_anova is not None and info.fanova is not None
     assert info.ped_anova["lr"] > 0.7, info.ped_anova
@@ -43,7 +82,7 @@ def test_per_epoch_importance_counts_pruned_trials() -> None:
         t.state = TrialState.PRUNED
         t.intermediate_values.pop(2)
         t.value = None
-    info = importance_info(data.from_trials(trials))
+    info = importance_info(data.from_trials(trials), POOLED)
     assert info.n_complete == 30
     (e1, e2) = info.per_epoch
     assert (e1.epoch, e1.n_trials, e1.n_pruned) == (1, 60, 30)
@@ -66,7 +105,8 @@ def test_per_epoch_importance_sees_what_completed_trials_hide() -> None:
         state = TrialState.COMPLETE if i < 20 else TrialState.PRUNED
         curve = {1: acc} if state == TrialState.PRUNED else {1: acc, 2: acc + 0.01}
         trials.append(make_trial(i, lr=lr, wd=wd, state=state, curve=curve))
-    info = importance_info(data.from_trials(trials))
+    info = importance_info(data.from_trials(trials), ("ped-anova",))
+    assert info.fanova is None  # not asked for
     assert info.per_epoch[0].n_pruned == 20
     epoch1 = info.per_epoch[0].importances
     assert epoch1 is not None and epoch1["weight_decay"] > 0.8, epoch1
@@ -74,7 +114,7 @@ def test_per_epoch_importance_sees_what_completed_trials_hide() -> None:
 
 def test_too_few_trials_give_no_importance_and_say_why() -> None:
     trials = lr_only_trials(MIN_TRIALS - 1)
-    info = importance_info(data.from_trials(trials))
+    info = importance_info(data.from_trials(trials), POOLED)
     assert info.ped_anova is None and info.fanova is None
     assert (
         info.notes[0]
@@ -84,7 +124,7 @@ def test_too_few_trials_give_no_importance_and_say_why() -> None:
 
 def test_optimizer_is_assessed_when_searched_and_results_are_deterministic() -> None:
     snap = data.from_trials(synthetic_trials(80, optimizers=("adamw", "adam"), epochs=3, seed=2))
-    first, second = importance_info(snap), importance_info(snap)
+    first, second = importance_info(snap, POOLED), importance_info(snap, POOLED)
     assert set(first.params) == {"lr", "weight_decay", "optimizer"}
     assert first == second
     assert any("read importances as rough" in n for n in first.notes)  # < 50 completed
@@ -106,7 +146,8 @@ def test_importance_per_optimizer_finds_what_pooling_hides() -> None:
     carries a third of the variance."""
     from .truths import split_grid
 
-    info = importance_info(_snap(split_grid))
+    assert not any("pool the optimizers" in n for n in importance_info(_snap(split_grid)).notes)
+    info = importance_info(_snap(split_grid), POOLED)
     assert info.fanova is not None and 0.3 < info.fanova["weight_decay"] < 0.7  # pooled
     assert any("pool the optimizers" in n for n in info.notes)
     shares = {name: d.shares for name, d in info.by_optimizer}
@@ -141,7 +182,7 @@ def test_uniform_values_give_notes_not_errors() -> None:
     """fANOVA raises 'zero total variance' on >= 8 equal values; here it is a note."""
     from .truths import uniform
 
-    info = importance_info(_snap(uniform))
+    info = importance_info(_snap(uniform), POOLED)
     assert info.ped_anova is None and info.fanova is None
     assert info.notes[0] == "every completed trial scored 0.5: no parameter explains anything"
     ((_name, d),) = info.by_optimizer
@@ -151,4 +192,10 @@ def test_uniform_values_give_notes_not_errors() -> None:
     trials += lr_only_trials(12, seed=4)[:4]
     for i, t in enumerate(trials):
         t.number = i
-    importance_info(data.from_trials(trials))
+    importance_info(data.from_trials(trials), POOLED)
+
+
+def test_the_cli_names_the_same_evaluators() -> None:
+    from sweeper.dashboard.commands import EVALUATOR_NAMES
+
+    assert EVALUATOR_NAMES == EVALUATORS

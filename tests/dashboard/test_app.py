@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
 import optuna
+import pytest
 
 from .factory import SWEEP, add_sweep, make_trial
 from .live import dashboard
@@ -100,3 +102,28 @@ def test_bad_requests_get_4xx_and_no_internals(shared_url: str) -> None:
         except urllib.error.HTTPError as err:
             assert err.code == 405
         assert get(live.url + "api/study/cifar10-adamw")[0] == 200  # still serving
+
+
+def test_a_large_study_answers_at_once_and_draws_in_the_background(
+    shared_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SYNC_TRIALS a poll does not wait for the views: it answers with what it has
+    (``pending``) and a later poll gets every figure; an unchanged study is not rebuilt."""
+    from sweeper.dashboard import app
+    from sweeper.storage import open_storage
+    from sweeper.study import load_study
+
+    monkeypatch.setattr(app, "SYNC_TRIALS", 0)  # every study counts as large
+    monkeypatch.setattr(app, "POLL_WAIT_S", 0.0)
+    source = app.StudySource(open_storage(shared_url), load_study)
+    first = json.loads(source.payload(SWEEP))
+    assert first["pending"] is True and first["panels"] == []
+    deadline = time.monotonic() + 120
+    doc = first
+    while doc["pending"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        doc = json.loads(source.payload(SWEEP))
+    assert doc["pending"] is False and len(doc["panels"]) == 9
+    assert doc["n_trials"] > 0 and "summary-counts" in doc["summary_html"]
+    again = source.payload(SWEEP)
+    assert json.loads(again) == doc and source._cache[SWEEP].building is None

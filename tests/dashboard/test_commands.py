@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from clirun import one_line_error, sweeper
 
+from sweeper.dashboard.commands import POOLED_NOT_RUN
+
 
 def test_report_command_writes_the_report(shared_url: str, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
@@ -23,27 +25,58 @@ def test_importance_command_table_json_and_html_plot(shared_url: str, tmp_path: 
     table = sweeper("importance", *common)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("study 'cifar10-adamw': ") and lines[1].split() == [
-        "parameter",
-        "ped_anova",
-        "fanova",
-    ]
-    assert {lines[2].split()[0], lines[3].split()[0]} == {"lr", "weight_decay"}
-    assert "PED-ANOVA per epoch (every trial that reported the epoch, pruned included):" in lines
+    assert lines[0].startswith("study 'cifar10-adamw': ")
+    assert lines[2].startswith("Per optimizer: share of the fitted surface's variance")
+    assert lines[3].startswith("adamw (") and "lr " in lines[3]  # per optimizer, intervals
+    assert "ped_anova" not in table.stdout  # Optuna's pooled evaluators are opt-in
+    assert lines[-1] == f"note: {POOLED_NOT_RUN}"
 
     plot = tmp_path / "importance.html"
     result = sweeper("importance", *common, "--format", "json", "--plot", str(plot))
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["study"] == "cifar10-adamw" and doc["params"] == ["lr", "weight_decay"]
+    assert doc["ped_anova"] is None and doc["fanova"] is None and doc["per_epoch"] == []
+    assert doc["pooled_evaluators"] == {"run": [], "note": POOLED_NOT_RUN}
+    assert doc["by_optimizer"]["adamw"]["shares"]["lr"]["shown"] is True
+    assert [e["epoch"] for e in doc["per_epoch_by_optimizer"]] == [1, 2, 3, 4, 5, 6]
+    html = plot.read_text(encoding="utf-8")
+    assert "plotly.js v" in html and "per epoch (pruned trials count)" in html
+    assert "Optuna's evaluators" not in html
+    assert result.stderr.strip().endswith(f"wrote {plot}")
+
+
+def test_importance_command_with_the_pooled_evaluators(shared_url: str, tmp_path: Path) -> None:
+    common = ("--study", "cifar10-adamw", "--storage", shared_url)
+    asked = ("--evaluators", "ped-anova,fanova")
+    table = sweeper("importance", *common, *asked)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[1].split() == ["parameter", "ped_anova", "fanova"]
+    assert {lines[2].split()[0], lines[3].split()[0]} == {"lr", "weight_decay"}
+    assert "PED-ANOVA per epoch (every trial that reported the epoch, pruned included):" in lines
+    assert f"note: {POOLED_NOT_RUN}" not in lines
+
+    plot = tmp_path / "importance.html"
+    result = sweeper("importance", *common, *asked, "--format", "json", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
     assert sum(doc["ped_anova"].values()) == pytest.approx(1.0)
     assert sum(doc["fanova"].values()) == pytest.approx(1.0)
     assert [e["epoch"] for e in doc["per_epoch"]] == [1, 2, 3, 4, 5, 6]
     assert doc["per_epoch"][0]["n_pruned"] > 0  # pruned trials were counted
     assert doc["settings"]["fanova_trees"] == 16
-    html = plot.read_text(encoding="utf-8")
-    assert "plotly.js v" in html and "per epoch (pruned trials count)" in html
-    assert result.stderr.strip().endswith(f"wrote {plot}")
+    assert doc["pooled_evaluators"] == {"run": ["ped-anova", "fanova"], "note": ""}
+    assert "Optuna's evaluators" in plot.read_text(encoding="utf-8")
+
+    only = json.loads(
+        sweeper("importance", *common, "--evaluators", "fanova", "--format", "json").stdout
+    )
+    assert only["ped_anova"] is None and only["fanova"] is not None and only["per_epoch"] == []
+    out = tmp_path / "report.html"
+    report = sweeper("report", *common, *asked, "-o", str(out))
+    assert report.returncode == 0, report.stderr
+    assert "Optuna's evaluators" in out.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
@@ -74,6 +107,10 @@ def test_importance_png_through_kaleido_and_chromium(shared_url: str, tmp_path: 
             "must end in .html or .htm or .png",
         ),
         (("importance", "--study", "cifar10-adamw", "--format", "xml"), "invalid choice: 'xml'"),
+        (
+            ("importance", "--study", "cifar10-adamw", "--evaluators", "ped-anova,forest"),
+            "unknown evaluator forest (choose from ped-anova, fanova)",
+        ),
         (("dashboard", "--port", "70000"), "--port 70000 is not a port number"),
         (("dashboard", "--refresh", "0"), "--refresh 0 must be a number of seconds in (0, 86400]"),
         (("dashboard", "--study", "nope", "--port", "0"), "no study named 'nope'"),

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweeper.analysis.importance import importance_info
 from sweeper.dashboard import data
 from sweeper.dashboard.fastread import read_trials
 from sweeper.dashboard.views import build_views
@@ -99,7 +100,8 @@ def test_all_pruned_study_draws_pruned_trials_with_their_epochs() -> None:
     (heat,) = views.comparison.heatmaps
     assert np.isnan(heat.mean).all() and heat.n_pruned.sum() == 9
     # Pruned trials count in the importance per epoch (Optuna's evaluators see none of them).
-    imp = views.importance
+    assert views.importance.per_epoch == ()  # Optuna's pooled evaluators are opt-in
+    imp = importance_info(snap_of(*trials), ("ped-anova",))
     assert imp.n_complete == 0 and imp.ped_anova is None
     assert [(e.epoch, e.n_trials, e.n_pruned) for e in imp.per_epoch] == [
         (1, 9, 9),
@@ -307,6 +309,29 @@ def test_fast_reader_matches_optuna_field_by_field(storage_url: str) -> None:
             )
     with pytest.raises(UsageError, match="no study named 'absent'"):
         read_trials(storage, "absent")
+    # Reading less: only some states, no curves, no system attributes, chosen user keys.
+    lean = read_trials(
+        storage,
+        "odd",
+        states=(TrialState.COMPLETE,),
+        intermediate_values=False,
+        system_attrs=False,
+        user_keys=("optimizer",),
+    )
+    full = [t for t in ref if t.state == TrialState.COMPLETE]
+    assert [t.number for t in lean] == [t.number for t in full] and len(lean) == 5
+    for a, b in zip(lean, full, strict=True):
+        assert (a.values, a.params) == (b.values, b.params)
+        assert a.intermediate_values == {} and a.system_attrs == {}
+        assert a.user_attrs == {k: v for k, v in b.user_attrs.items() if k == "optimizer"}
+
+
+def test_best_reads_less_and_answers_the_same(shared_url: str) -> None:
+    """``sweeper best``'s lean read gives the same answer as the full snapshot."""
+    storage = open_storage(shared_url)
+    for name in ("cifar10-adamw", "adam-vs-adamw"):
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert data.best_from_storage(study, storage) == data.best_of(data.snapshot(study, storage))
 
 
 def test_multi_objective_studies_are_refused_in_one_line(storage_url: str) -> None:

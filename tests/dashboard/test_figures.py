@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import pytest
 from optuna.trial import TrialState
 
+from sweeper.analysis.importance import importance_info
 from sweeper.dashboard import data, figures
 from sweeper.dashboard.views import build_views, panels
 
@@ -75,9 +76,16 @@ def test_decoupling_importance_curves_history_timeline(both: data.StudySnapshot)
 
     imp = figures.importance_figure(views.importance)
     bars = [t for t in imp.data if t.type == "bar" and t.orientation == "h"]
-    pooled = [b for b in bars if b.name in ("PED-ANOVA", "fANOVA")]
-    assert len(pooled) == 2
+    assert not [b for b in bars if b.name in ("PED-ANOVA", "fANOVA")]  # opt-in
+    assert [a.text for a in imp.layout.annotations][:2] == [
+        "per optimizer (95% bootstrap; ✱ more than noise)",
+        "per epoch (pruned trials count)",
+    ]
+    asked = figures.importance_figure(importance_info(both, ("ped-anova", "fanova")))
+    pooled = [t for t in asked.data if t.type == "bar" and t.name in ("PED-ANOVA", "fANOVA")]
+    assert len(pooled) == 2 and all(b.xaxis == "x2" for b in pooled)
     assert all(set(b.y) == {"optimizer", "weight decay", "learning rate"} for b in pooled)
+    assert {t.xaxis for t in asked.data if t.type == "scatter"} == {"x3"}  # per epoch, right
     per_opt = [b for b in bars if b.name in ("AdamW", "Adam")]
     assert len(per_opt) == 2 and all(b.error_x.array is not None for b in per_opt)
     lines = [t for t in imp.data if t.type == "scatter" and t.mode == "lines+markers"]

@@ -21,7 +21,9 @@ def trial_id(trial: optuna.Trial) -> int:
     Why: the storage's public methods (``record_heartbeat``, ``get_trial``,
     ``set_trial_state_values``) take a trial id, and ``optuna.Trial`` exposes only its
     number; Optuna's own optimize loop reads the same attribute (optuna/study/_optimize.py,
-    ``_run_trial``). No upstream issue asks for a public accessor yet.
+    ``_run_trial``). Upstream: ``Trial.trial_id`` was deprecated for ``number``
+    (optuna/optuna#344) and asks for a lookup by number were closed without one
+    (optuna/optuna#5647, #6365).
     """
     return int(trial._trial_id)
 
@@ -51,7 +53,8 @@ def rdb_models() -> Any:
 
 # Running trials whose worker went silent, by Optuna's tables (optuna/storages/_rdb/models.py:
 # trials, trial_heartbeats). Optuna's own ``fail_stale_trials`` (RDBStorage
-# ``_get_stale_trial_ids``) skips a running trial that has no heartbeat row at all: a worker
+# ``_get_stale_trial_ids``) skips a running trial that has no heartbeat row at all, by design
+# (its tests assert it: optuna/optuna#4026, #4055): a worker
 # that lost the database between ``ask()`` committing the trial and its first heartbeat
 # leaves such an orphan, RUNNING forever, holding a unit of the budget. This query also
 # returns those, once they are older than the grace period. Optuna 5 stores ``datetime_start``
@@ -84,7 +87,8 @@ def stale_trials(
     return [(int(r[0]), int(r[1]), r[2]) for r in rows]
 
 
-# Optuna refuses to change a finished trial (UpdateFinishedTrialError), but a trial must be
+# Optuna refuses to change a finished trial (UpdateFinishedTrialError; optuna/optuna#3198, and
+# #5860 where maintainers point stale-trial bookkeeping at study attributes), but a trial must be
 # failed first, atomically (``set_trial_state_values``), before anyone may re-queue it:
 # otherwise two reapers could both queue a copy. Only after that is the copy's number known,
 # and the failed trial should say it. So the note goes into Optuna's table directly

@@ -550,6 +550,12 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 
+def _is_database_error(err: BaseException) -> bool:
+    """A SQLAlchemy or Optuna storage error (checked by name: importing either is slow)."""
+    names = {c.__module__.split(".")[0] + "." + c.__name__ for c in type(err).__mro__}
+    return any(n in names for n in ("sqlalchemy.SQLAlchemyError", "optuna.StorageInternalError"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sweeper`` console script."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -577,6 +583,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif isinstance(err, OSError) and err.filename is not None:
             # A file or folder the system refused (full disk, permissions): name it.
             message, code = f"cannot use {err.filename}: {err.strerror or err}", 1
+        elif _is_database_error(err):
+            # Name the driver's reason: Optuna wraps any failed commit, a lost connection
+            # included, in "invalid data in the commit, e.g. exceeding max length".
+            from sweeper.work.worker import root_cause
+
+            message, code = f"the database failed: {root_cause(err)}", 1
+            message += " (run with --debug for the traceback)" if not debug else ""
         else:
             message = f"unexpected {type(err).__name__}: {err}".splitlines()[0]
             message += " (run with --debug for the traceback)" if not debug else ""

@@ -7,10 +7,16 @@ Promises:
   *indistinguishable set*: every configuration not significantly worse than it (the 95%
   interval of the difference includes zero; ``noise.within_noise``). A best inside that set
   is only the top of the set, and the verdict says so.
-- The verdict is one line built from the set alone: a hyperparameter "matters" when the
+- The verdict is one line. A hyperparameter "matters" only when both hold: the
   configurations within noise (of the best's optimizer) cover less than ``COVERAGE`` of the
-  log range it was tried over, and otherwise "does not" in the range tried. With several
-  optimizers it says which are within noise of the best.
+  log range it was tried over, and the data isolate its effect: some configuration
+  significantly worse than the best has its *other* hyperparameter inside the set's range
+  of that one (so the loss cannot be blamed on the other), or its own main effect is shown
+  to exceed noise (``effects.decompose`` over the best optimizer's configurations). A narrow
+  set alone is not enough: a sampler that concentrates on good lrs leaves the set narrow in
+  wd too. Narrow but not isolated reads "not shown to matter (within noise: a..b)"; wide
+  reads "does not" in the range tried. With several optimizers it says which are within
+  noise of the best.
 - Given the run's schedule and the AdamW space tried, the decay-axis warning of
   ``decay.decay_check`` rides along.
 - Never raises on an empty study, one trial, equal values or unknown noise: the verdict then
@@ -24,6 +30,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from sweeper.analysis.decay import DecayCheck, Schedule, decay_check
+from sweeper.analysis.effects import decompose
 from sweeper.analysis.noise import Config, NoiseModel, indistinguishable
 
 # A hyperparameter "does not matter" when the configurations within noise of the best span at
@@ -40,6 +47,7 @@ class ParamVerdict(NamedTuple):
     tried: tuple[float, float] | None  # range over the best optimizer's configurations
     within: tuple[float, float] | None  # range over those within noise
     coverage: float | None  # log span within / log span tried
+    shown: bool | None = None  # its main effect exceeds noise (None: too few runs to fit)
 
 
 class BestInfo(NamedTuple):
@@ -92,6 +100,7 @@ def best_info(
     mine = [c for c in model.configs if c.optimizer == best.optimizer]
     mine_within = [c for c in within if c.optimizer == best.optimizer]
     verdicts = []
+    shown = _shown(mine, model.sd_run)
     for name, _ in PARAMS:
         get = (lambda c: c.lr) if name == "lr" else (lambda c: c.weight_decay)
         tried = _span([get(c) for c in mine])
@@ -100,7 +109,10 @@ def best_info(
             verdicts.append(ParamVerdict(name, None, tried, inside, None))
             continue
         coverage = _log_width(inside) / _log_width(tried)
-        verdicts.append(ParamVerdict(name, coverage < COVERAGE, tried, inside, coverage))
+        effect = shown.get(name)
+        isolated = _isolated(name, mine, mine_within)
+        matters = coverage < COVERAGE and (isolated or effect is True)
+        verdicts.append(ParamVerdict(name, matters, tried, inside, coverage, effect))
     optimizers = tuple(dict.fromkeys(c.optimizer for c in within))
     info = BestInfo(
         model=model,
@@ -114,6 +126,41 @@ def best_info(
         decay=decay,
     )
     return info._replace(verdict=_verdict(info))
+
+
+def _isolated(name: str, configs: Sequence[Config], within: Sequence[Config]) -> bool:
+    """Some configuration outside the set (significantly worse) has the other
+    hyperparameter inside the set's range of it: its loss is ``name``'s."""
+    other = (lambda c: c.weight_decay) if name == "lr" else (lambda c: c.lr)
+    span = _span([other(c) for c in within])
+    if span is None:
+        return False
+    inside = {id(c) for c in within}
+    return any(
+        id(c) not in inside and (x := other(c)) is not None and span[0] <= x <= span[1]
+        for c in configs
+    )
+
+
+def _shown(configs: Sequence[Config], sd_run: float | None) -> dict[str, bool]:
+    """Whether lr's and wd's own main effects exceed noise over ``configs`` (one optimizer;
+    each configuration's mean as one run, at the per-run noise: a conservative test, since
+    a mean over seeds is less noisy than that). Empty when there are too few to fit."""
+    points = [c for c in configs if c.lr and c.weight_decay and c.lr > 0 and c.weight_decay > 0]
+    if sd_run is None or not points:
+        return {}
+
+    def unit(values: list[float]) -> list[float]:
+        logs = [math.log10(x) for x in values]
+        low, width = min(logs), max(logs) - min(logs)
+        return [(x - low) / width if width > 0 else 0.5 for x in logs]
+
+    u = unit([c.lr for c in points])  # type: ignore[misc]
+    v = unit([c.weight_decay for c in points])  # type: ignore[misc]
+    d = decompose(u, v, [c.mean for c in points], sd_run)
+    if d.shares is None:
+        return {}
+    return {name: d.shares[name].shown for name, _ in PARAMS if name in d.shares}
 
 
 def _verdict(info: BestInfo) -> str:
@@ -140,6 +187,10 @@ def _verdict(info: BestInfo) -> str:
                 parts.append(f"{short} fixed at {_g(v.tried[0])}")
         elif v.matters:
             parts.append(f"{short} matters (best {_range_text(v.within)})")  # type: ignore[arg-type]
+        elif v.coverage is not None and v.coverage < COVERAGE:
+            parts.append(
+                f"{short} not shown to matter (within noise: {_range_text(v.within)})"  # type: ignore[arg-type]
+            )
         else:
             parts.append(f"{short} does not in [{_g(v.tried[0])}, {_g(v.tried[1])}]")  # type: ignore[index]
     others = sorted({c.optimizer for c in model.configs} - {best.optimizer})

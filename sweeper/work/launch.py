@@ -10,7 +10,7 @@ Contract:
 - Every worker's lines reach our stderr prefixed with ``[wN]``: one combined display.
 - SIGINT/SIGTERM are forwarded; each worker re-queues its running trial and exits; we exit
   130. A worker that dies for another reason is restarted, at most ``max_restarts`` times
-  per slot, while the study's budget is not met.
+  per slot and after a growing delay (2, 4, 8 s), while the study's budget is not met.
 - ``run`` returns when every worker has exited: the budget is global to the study, so a
   worker exits once no trial is left to claim.
 """
@@ -29,6 +29,8 @@ from typing import TextIO
 
 from sweeper.errors import SweeperError, UsageError
 
+# The first restart of a worker waits this long, each later one twice as long (2, 4, 8 s).
+RESTART_BACKOFF_S = 2.0
 STOPPED = 130  # a worker's exit code after SIGINT/SIGTERM (sweeper.work.worker.WorkerStopped)
 
 
@@ -57,6 +59,7 @@ class WorkerProcess:
     gpu: str | None
     process: subprocess.Popen[str] | None = None
     restarts: int = 0
+    restart_at: float | None = None  # monotonic time of a scheduled restart
 
 
 class Launcher:
@@ -144,6 +147,13 @@ class Launcher:
             time.sleep(0.2)
             for index in sorted(running):
                 slot = self.slots[index]
+                if slot.restart_at is not None:
+                    if self._stopping:
+                        running.discard(index)
+                    elif time.monotonic() >= slot.restart_at:
+                        slot.restart_at = None
+                        self._start(slot)
+                    continue
                 assert slot.process is not None
                 code = slot.process.poll()
                 if code is None:
@@ -153,11 +163,15 @@ class Launcher:
                     running.discard(index)
                 elif slot.restarts < self.max_restarts:
                     slot.restarts += 1
+                    # Backing off: a worker that died with the database (it cannot even
+                    # connect while the server restarts) must not burn its restarts in a
+                    # second.
+                    delay = RESTART_BACKOFF_S * 2 ** (slot.restarts - 1)
                     self._say(
                         f"[w{index}] exited with code {code}; restart {slot.restarts}"
-                        f"/{self.max_restarts}"
+                        f"/{self.max_restarts} in {delay:g} s"
                     )
-                    self._start(slot)
+                    slot.restart_at = time.monotonic() + delay
                 else:
                     self._say(f"[w{index}] exited with code {code}; no restarts left")
                     failed.append(f"w{index} (code {code})")

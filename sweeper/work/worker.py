@@ -107,7 +107,7 @@ def stop_on_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _root_cause(err: BaseException) -> str:
+def root_cause(err: BaseException) -> str:
     """The driver's own first line under Optuna's and SQLAlchemy's wrappers (Optuna's
     StorageInternalError says "invalid data ... exceeding max length" for any failed
     commit, a lost connection included)."""
@@ -192,8 +192,7 @@ class Worker:
                         else "stopped; no trial was running"
                     ) from None
                 except DATABASE_ERRORS as err:
-                    self._ride_out_outage(err)
-                    numbers = self._release(slots, "the database went away mid-trial")
+                    numbers = self._recover(err, slots)
                     if numbers:
                         self.progress.say(f"trials {numbers} re-queued after the outage")
         return summary
@@ -242,7 +241,7 @@ class Worker:
     def _ride_out_outage(self, err: BaseException) -> None:
         """Wait until the database answers again (``SweeperError`` after DATABASE_WAIT_S)."""
         self.progress.say(
-            f"database unreachable ({_root_cause(err)}); waiting up to {DATABASE_WAIT_S} s for it"
+            f"database unreachable ({root_cause(err)}); waiting up to {DATABASE_WAIT_S} s for it"
         )
         deadline = time.monotonic() + DATABASE_WAIT_S
         delay = 0.5
@@ -260,15 +259,28 @@ class Worker:
                 delay = min(delay * 2, 5.0)
         self.progress.say("database is back")
 
+    def _recover(self, err: BaseException, slots: list[Slot]) -> list[int]:
+        """Ride out an outage, then re-queue the interrupted trials; a database that fails
+        again meanwhile is ridden out again (released slots are not released twice)."""
+        numbers: list[int] = []
+        while True:
+            self._ride_out_outage(err)
+            try:
+                numbers += self._release(slots, "the database went away mid-trial")
+                return numbers
+            except DATABASE_ERRORS as again:
+                err = again
+
     def _release(self, slots: list[Slot], reason: str) -> list[int]:
-        """Fail and re-queue every running trial (a signal or an outage interrupted them);
-        the numbers of those re-queued."""
+        """Fail and re-queue every running trial (a signal or an outage interrupted them),
+        taking each out of ``slots`` once done; the numbers of those re-queued."""
         numbers = []
-        for slot in slots:
+        for slot in list(slots):
             slot.close()
             copy = requeue.interrupt(
                 self.study, self.storage, slot.trial, reason, self.spec.storage.max_retry
             )
+            slots.remove(slot)
             if copy is not None:
                 numbers.append(slot.number)
         return numbers

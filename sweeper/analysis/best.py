@@ -11,12 +11,12 @@ Promises:
   configurations within noise (of the best's optimizer) cover less than ``COVERAGE`` of the
   log range it was tried over, and the data isolate its effect: some configuration
   significantly worse than the best has its *other* hyperparameter inside the set's range
-  of that one (so the loss cannot be blamed on the other), or its own main effect is shown
-  to exceed noise (``effects.decompose`` over the best optimizer's configurations). A narrow
-  set alone is not enough: a sampler that concentrates on good lrs leaves the set narrow in
-  wd too. Narrow but not isolated reads "not shown to matter (within noise: a..b)"; wide
-  reads "does not" in the range tried. With several optimizers it says which are within
-  noise of the best.
+  of that one, so the loss cannot be blamed on the other. A narrow set alone is not enough:
+  a sampler that concentrates on good lrs leaves the set narrow in wd too. Nor is a fitted
+  main effect (``ParamVerdict.shown``, from ``effects.decompose``, reported beside it): when
+  lr and wd were sampled together a fit splits one effect between them. Narrow but not
+  isolated reads "not shown to matter (within noise: a..b)"; wide reads "does not" in the
+  range tried. With several optimizers it says which are within noise of the best.
 - Given the run's schedule and the AdamW space tried, the decay-axis warning of
   ``decay.decay_check`` rides along.
 - Never raises on an empty study, one trial, equal values or unknown noise: the verdict then
@@ -47,7 +47,9 @@ class ParamVerdict(NamedTuple):
     tried: tuple[float, float] | None  # range over the best optimizer's configurations
     within: tuple[float, float] | None  # range over those within noise
     coverage: float | None  # log span within / log span tried
-    shown: bool | None = None  # its main effect exceeds noise (None: too few runs to fit)
+    # Its fitted main effect exceeds noise (None: too few runs to fit). Reported, not used
+    # for "matters": a fit cannot separate lr from wd when they were sampled together.
+    shown: bool | None = None
 
 
 class BestInfo(NamedTuple):
@@ -111,7 +113,7 @@ def best_info(
         coverage = _log_width(inside) / _log_width(tried)
         effect = shown.get(name)
         isolated = _isolated(name, mine, mine_within)
-        matters = coverage < COVERAGE and (isolated or effect is True)
+        matters = coverage < COVERAGE and isolated
         verdicts.append(ParamVerdict(name, matters, tried, inside, coverage, effect))
     optimizers = tuple(dict.fromkeys(c.optimizer for c in within))
     info = BestInfo(

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from sweeper.analysis.decay import decay_check, schedule
 from sweeper.dashboard import data
 
 from .test_noise import snap_with_spec
-from .truths import flat_grid, grid_plus_probe, random_study, replicated, split_grid, uniform
+from .truths import (
+    flat_grid,
+    grid_plus_probe,
+    random_study,
+    replicated,
+    split_grid,
+    uniform,
+)
 
 
 def best_of(builder):  # type: ignore[no-untyped-def]
@@ -73,3 +82,21 @@ def test_decay_warning_on_the_default_space_and_none_when_decay_can_act() -> Non
     assert check.warning is not None and "14.5%" in check.warning
     assert check.wd_that_matters == pytest.approx((1 / (1e-3 * 15630), 1 / (1e-4 * 15630)))
     assert decay_check((1e-4, 1e-3), (1e-4, 1.0), sched).warning is None
+
+
+def test_a_sampler_that_moves_lr_and_wd_together_names_neither() -> None:
+    """Trials along a diagonal (wd = 10 lr, as a sampler that homes in on good lrs leaves
+    them): only lr drives the value, yet the within-noise set is narrow in both. Nothing
+    isolates wd's effect, so the verdict must not say that wd matters."""
+    from .truths import _trial, spec
+
+    lrs = [1e-4 * 10 ** (i / 9) for i in range(10)]
+    trials = [  # a steep lr effect: 0.5 per decade squared, far above a point of noise
+        _trial(i, lr, 10 * lr, 0.70 - 0.5 * math.log10(lr / 4.6e-4) ** 2, "adamw", ("adamw",))
+        for i, lr in enumerate(lrs)
+    ]
+    info = data.best_of(snap_with_spec(trials, spec("diagonal", sampler="tpe")))
+    _, wd = info.params
+    assert wd.coverage is not None and wd.coverage < 0.75, "the set is narrow in wd"
+    assert wd.matters is False, info.verdict
+    assert "wd matters" not in info.verdict and "wd not shown to matter" in info.verdict

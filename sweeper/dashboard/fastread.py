@@ -97,6 +97,14 @@ class _JsonValues:
             return value
 
 
+def _study_id(storage: optuna.storages.RDBStorage, name: str) -> int:
+    """The study's id (``UsageError`` when the storage has no such study)."""
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        raise UsageError(f"no study named '{name}'") from None
+
+
 def read_trials(
     storage: optuna.storages.RDBStorage,
     name: str,
@@ -113,11 +121,7 @@ def read_trials(
     ``system_attrs=False`` leave those dicts empty, ``user_keys`` keeps only those user
     attributes. Raises ``UsageError`` when the storage has no such study.
     """
-    try:
-        study_id = storage.get_study_id_from_name(name)
-    except KeyError:
-        raise UsageError(f"no study named '{name}'") from None
-    models = _optuna.rdb_models()
+    study_id, models = _study_id(storage, name), _optuna.rdb_models()
     trials_t = models.TrialModel.__table__
     params_t = models.TrialParamModel.__table__
     values_t = models.TrialValueModel.__table__
@@ -244,11 +248,7 @@ def fingerprint(storage: optuna.storages.RDBStorage, name: str) -> tuple[Any, ..
     reading every trial): the live page polls with this and re-reads only on a change.
     Raises ``UsageError`` when the storage has no such study.
     """
-    try:
-        study_id = storage.get_study_id_from_name(name)
-    except KeyError:
-        raise UsageError(f"no study named '{name}'") from None
-    models = _optuna.rdb_models()
+    study_id, models = _study_id(storage, name), _optuna.rdb_models()
     trials_t = models.TrialModel.__table__
     inter_t = models.TrialIntermediateValueModel.__table__
     user_t = models.TrialUserAttributeModel.__table__
@@ -299,11 +299,7 @@ def read_runs(
     (trial_id, key)): what ``sweeper best`` needs of 100,000 trials without building a
     ``FrozenTrial`` for each. Raises ``UsageError`` when the storage has no such study.
     """
-    try:
-        study_id = storage.get_study_id_from_name(name)
-    except KeyError:
-        raise UsageError(f"no study named '{name}'") from None
-    models = _optuna.rdb_models()
+    study_id, models = _study_id(storage, name), _optuna.rdb_models()
     trials_t = models.TrialModel.__table__
     values_t = models.TrialValueModel.__table__
     params_t = models.TrialParamModel.__table__

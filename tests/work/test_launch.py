@@ -70,7 +70,7 @@ def test_eight_workers_share_one_budget(
         assert "error" not in text and "traceback" not in text, f"{name}:\n{text}"
     used = {t.user_attrs["worker"] for t in trials}
     assert len(used) >= 2, "the trials were not spread over the workers"
-    # Workers seed their samplers differently: no two trials drew the same point.
+    # Each trial draws from its own stream (seed, trial number): no two drew the same point.
     assert len({(t.params["lr"], t.params["weight_decay"]) for t in trials}) == 40
 
 

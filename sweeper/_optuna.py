@@ -110,3 +110,75 @@ def annotate_finished(engine: sqlalchemy.Engine, trial_id: int, values: dict[str
             conn.execute(
                 _ANNOTATE_SQL, {"trial_id": trial_id, "key": key, "value": json.dumps(value)}
             )
+
+
+# Starting trials without Optuna's ``ask``. ``Study.ask`` pops a queued trial or creates one,
+# one storage transaction each, and cannot be told "only if the budget allows": a budget
+# check around it must hold a lock across connections (one for the check, Optuna's for the
+# trial), which behind PgBouncer in transaction mode deadlocks once lock waiters hold every
+# server connection. Here one transaction on one connection takes the row lock Optuna's own
+# ``RDBStorage._create_new_trial`` takes (the study's row, FOR UPDATE, so trial numbers are
+# counted as Optuna counts them, in step with its own creators), lets the caller count the
+# budget, then pops queued (WAITING) trials and inserts new RUNNING ones in one statement.
+# Columns and values as Optuna writes them (optuna/storages/_rdb/models.py TrialModel:
+# state by enum name, datetime_start naive UTC; a popped trial gets its start time as
+# ``set_trial_state_values`` gives it).
+_LOCK_STUDY_SQL = sqlalchemy.text(
+    "SELECT study_id FROM studies WHERE study_id = :study_id FOR UPDATE"
+)
+_START_SQL = sqlalchemy.text(
+    """
+    WITH popped AS (
+        UPDATE trials SET state = 'RUNNING', datetime_start = :now
+        WHERE trial_id IN (SELECT trial_id FROM trials
+                           WHERE study_id = :study_id AND state = 'WAITING'
+                           ORDER BY number LIMIT :wanted FOR UPDATE SKIP LOCKED)
+        RETURNING trial_id, number),
+    fresh AS (
+        INSERT INTO trials (number, study_id, state, datetime_start)
+        SELECT existing.n + g, :study_id, 'RUNNING', :now
+        FROM (SELECT count(*) AS n FROM trials WHERE study_id = :study_id) existing,
+             generate_series(0, LEAST(:wanted - (SELECT count(*) FROM popped), :room) - 1) g
+        RETURNING trial_id, number)
+    SELECT trial_id FROM popped UNION ALL SELECT trial_id FROM fresh
+    """
+)
+
+
+def lock_trial_creation(conn: sqlalchemy.Connection, study_id: int) -> None:
+    """Block other creators of trials in the study until ``conn``'s transaction ends."""
+    conn.execute(_LOCK_STUDY_SQL, {"study_id": study_id})
+
+
+def start_trials(
+    conn: sqlalchemy.Connection, study_id: int, wanted: int, room: int | None
+) -> list[int]:
+    """Inside ``conn``'s transaction, after ``lock_trial_creation``: move up to ``wanted``
+    queued trials to RUNNING (oldest first), then create new RUNNING trials for the rest, at
+    most ``room`` of them (None: no limit); the trial ids, queued ones first."""
+    now_utc = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    params = {
+        "study_id": study_id,
+        "wanted": wanted,
+        "room": wanted if room is None else max(0, room),
+        "now": now_utc,
+    }
+    return [int(row[0]) for row in conn.execute(_START_SQL, params)]
+
+
+def live_trials(study: optuna.Study, trial_ids: list[int]) -> list[optuna.Trial]:
+    """The ``optuna.Trial`` objects of trials started by ``start_trials``, built as
+    ``Study.ask`` builds one, with one read of the study for all of them.
+
+    Why: the study's storage (Optuna's ``_CachedStorage``) knows only trials it has read or
+    created, and refuses to set a parameter of any other; ``get_trials`` (public) reads the
+    new ones in. ``ask`` then clears the study's per-thread copy of its trials
+    (``_thread_local.cached_all_trials``) so that the sampler and the pruner see the study
+    as it is now; here that copy is set to the list just read, which is the same study,
+    instead of being read again by the sampler. Each trial comes from the public
+    constructor, which runs the sampler's ``before_trial``.
+    """
+    if not trial_ids:
+        return []
+    study._thread_local.cached_all_trials = study.get_trials(deepcopy=False)
+    return [optuna.Trial(study, trial_id) for trial_id in trial_ids]

@@ -586,9 +586,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif _is_database_error(err):
             # Name the driver's reason: Optuna wraps any failed commit, a lost connection
             # included, in "invalid data in the commit, e.g. exceeding max length".
+            from sweeper.storage import explain_refusal
             from sweeper.work.worker import root_cause
 
-            message, code = f"the database failed: {root_cause(err)}", 1
+            cause = root_cause(err)
+            message, code = explain_refusal(cause) or f"the database failed: {cause}", 1
             message += " (run with --debug for the traceback)" if not debug else ""
         else:
             message = f"unexpected {type(err).__name__}: {err}".splitlines()[0]

@@ -15,18 +15,28 @@ Promises:
 - A malformed URL (no ``://``, a port that is not a number in 1-65535, a space in the host,
   an option libpq rejects) is a ``UsageError``; a server that does not answer or refuses
   the login is a ``SweeperError``.
-- Engines use ``pool_pre_ping`` (a worker survives a PostgreSQL restart) and a small bounded
-  pool; heartbeats are on with the spec's interval and grace period. Optuna's own stale-trial
-  callback is not installed: workers reap silent trials and re-queue them themselves
-  (``sweeper.work.requeue``), which also catches trials that never sent a heartbeat.
+- Engines ping a pooled connection before use only when it sat idle for ``PING_AFTER_IDLE_S``
+  (a worker survives a PostgreSQL restart between epochs, without a round trip in front of
+  every statement of its hot loop), and keep a small bounded pool; heartbeats are on with the
+  spec's interval and grace period. Optuna's own stale-trial callback is not installed:
+  workers reap silent trials and re-queue them themselves (``sweeper.work.requeue``), which
+  also catches trials that never sent a heartbeat.
+- Everything works behind PgBouncer in transaction pooling mode: no session state is relied
+  on (locks are transaction-scoped, see ``exclusive``), and a lock waiter holds no server
+  connection while it waits.
+- A server (or pooler) that refuses a connection because it has too many is named as such,
+  with what to change, in one line (``explain_refusal``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
+import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import unquote
 
 import optuna
@@ -42,6 +52,8 @@ DRIVER = "postgresql+psycopg2"
 # workers x (POOL_SIZE + MAX_OVERFLOW) <= the server's max_connections.
 POOL_SIZE = 2
 MAX_OVERFLOW = 2
+# A pooled connection idle longer than this is pinged before use (see ``_ping_when_idle``).
+PING_AFTER_IDLE_S = 2.0
 
 
 # A scheme and its slashes, typos included: "postgresql://", "postgresql:/", "postgresql//".
@@ -175,30 +187,117 @@ def _scrub(message: str, url: str) -> str:
     return message
 
 
-# Any fixed 64-bit key: the session-level advisory lock that serialises schema creation.
+# Refusals for want of connections: PostgreSQL's own (max_connections, per role, per
+# database) and PgBouncer's (max_client_conn, max_db_connections reached with no wait).
+_TOO_MANY = re.compile(
+    r"too many clients already|remaining connection slots are reserved"
+    r"|too many connections for (?:role|database)|no more connections allowed"
+    r"|max_client_conn|max_db_connections",
+    re.IGNORECASE,
+)
+
+
+def explain_refusal(reason: str) -> str | None:
+    """What to do about a connection refused for want of connections (None: not that).
+
+    ``reason`` is the driver's message; the answer is one line that keeps it.
+    """
+    if not _TOO_MANY.search(reason):
+        return None
+    per_process = POOL_SIZE + MAX_OVERFLOW
+    return (
+        f"the database refused a connection: too many connections ({reason}); each sweeper "
+        f"process holds up to {per_process}: run fewer workers, raise the server's "
+        "max_connections, or put PgBouncer in transaction mode in front (README: Run on a "
+        "cluster)"
+    )
+
+
+# Any fixed 64-bit key: the advisory lock that serialises storage set-up.
 _SCHEMA_LOCK = 0x5357_4545_5045_5201  # "SWEEPER" + 1
+# Polling a lock: the first wait, and the longest (doubling in between, with jitter).
+_LOCK_POLL_S = (0.002, 0.1)
 
 
 @contextlib.contextmanager
-def _one_schema_creator(url: str) -> Iterator[None]:
-    """Hold a PostgreSQL advisory lock while Optuna checks and creates its tables.
+def exclusive(engine: sqlalchemy.Engine, key: int) -> Iterator[sqlalchemy.Connection]:
+    """Hold PostgreSQL's transaction-scoped advisory lock ``key`` for the block, inside one
+    transaction on the yielded connection (committed at the end, rolled back on error).
 
-    RDBStorage creates its schema when a database has none; two processes doing that at
-    the same instant (two `sweeper run` on a fresh database) collide inside PostgreSQL's
-    catalog ("duplicate key value violates unique constraint pg_type_typname_nsp_index").
-    Under this lock the second one finds the tables made. One short extra connection.
+    The lock is polled (``pg_try_advisory_xact_lock``), and a failed try ends its
+    transaction before the wait: behind PgBouncer in transaction mode a waiter then holds no
+    server connection, so waiters can never starve the holder of the connection it needs
+    for work it does through another one (Optuna's calls) -- the deadlock a blocking wait
+    would make once waiters outnumber the pooler's server connections.
+    """
+    wait, longest = _LOCK_POLL_S
+    try_lock = sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:k)")
+    with engine.connect() as conn:
+        while True:
+            conn.begin()
+            if conn.execute(try_lock, {"k": key}).scalar_one():
+                break
+            conn.rollback()
+            time.sleep(wait * (0.5 + random.random()))
+            wait = min(2 * wait, longest)
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+@contextlib.contextmanager
+def _one_setup_at_a_time(url: str) -> Iterator[None]:
+    """Hold an advisory lock while Optuna sets up its storage (creates or checks its tables).
+
+    Two reasons. RDBStorage creates its schema when a database has none; two processes
+    doing that at the same instant (two `sweeper run` on a fresh database) collide inside
+    PostgreSQL's catalog ("duplicate key value violates unique constraint
+    pg_type_typname_nsp_index"): under this lock the second one finds the tables made. And
+    its schema check holds one connection inside a transaction while it opens a second:
+    behind PgBouncer in transaction mode, a fleet of workers starting at once pins every
+    server connection with the first and waits forever for the second. Under the lock only
+    one set-up runs at a time (three connections at most; waiters hold none). One short
+    extra connection per process start.
     """
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
-            try:
-                yield
-            finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
-                conn.commit()
+        with exclusive(engine, _SCHEMA_LOCK):
+            yield
     finally:
         engine.dispose()
+
+
+def _ping_when_idle(engine: sqlalchemy.Engine) -> None:
+    """Ping a pooled connection at checkout when it sat idle past ``PING_AFTER_IDLE_S``.
+
+    ``pool_pre_ping`` costs a round trip before every checkout, and Optuna checks one out
+    for each storage call (about a sixth of a worker's round trips). A dead connection
+    can only be behind a pause (a restart of the server takes longer than this), and a
+    worker's pauses are its epochs: those connections are pinged, the rest are trusted.
+    A failed ping makes the pool replace the connection (SQLAlchemy's documented
+    pessimistic disconnect handling).
+    """
+    from sqlalchemy import event
+
+    def checkin(dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return  # just connected, or used a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:
+            raise sqlalchemy.exc.DisconnectionError() from err
+        if not alive:
+            raise sqlalchemy.exc.DisconnectionError()
+
+    event.listen(engine.pool, "checkin", checkin)
+    event.listen(engine.pool, "checkout", checkout)
 
 
 def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.storages.RDBStorage:
@@ -210,14 +309,10 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
     resolved = resolve_url(url)
     opts = options or StorageSpec()
     try:
-        with _one_schema_creator(resolved):
-            return optuna.storages.RDBStorage(
+        with _one_setup_at_a_time(resolved):
+            storage = optuna.storages.RDBStorage(
                 resolved,
-                engine_kwargs={
-                    "pool_pre_ping": True,
-                    "pool_size": POOL_SIZE,
-                    "max_overflow": MAX_OVERFLOW,
-                },
+                engine_kwargs={"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW},
                 heartbeat_interval=opts.heartbeat_interval,
                 grace_period=opts.grace_period,
             )
@@ -227,7 +322,12 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
         reason = _scrub(_first_line(err), resolved)
         if _BAD_OPTION.search(reason):
             raise UsageError(f"storage {redact(resolved)} is not usable: {reason}") from None
+        explained = explain_refusal(reason)
+        if explained:
+            raise SweeperError(f"{redact(resolved)}: {explained}") from None
         what = (
             "connect to" if isinstance(err, sqlalchemy.exc.OperationalError) else "open studies in"
         )
         raise SweeperError(f"cannot {what} {redact(resolved)}: {reason}") from None
+    _ping_when_idle(storage.engine)
+    return storage

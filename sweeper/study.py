@@ -14,10 +14,10 @@ Contract:
   different random streams because they never share a trial number (``TrialSeededSampler``).
   TPE runs with its constant liar, so concurrent trials also keep apart in what they model.
   The grid keeps Optuna's own behaviour: grid point = trial number, one shuffle per study.
-- ``Budget(study, storage, limit).claim()`` is the only way workers start trials: under a
-  PostgreSQL advisory lock it counts the trials that use up the budget and asks for a new
-  one only while fewer than ``limit`` exist; re-queued (WAITING) trials are always served.
-  The budget is global to the study.
+- ``Budget(study, storage, limit).claim(k)`` is the only way workers start trials: in one
+  transaction, serialised with every creator of trials in the study, it counts the trials
+  that use up the budget, starts queued (WAITING) trials (always served), and creates new
+  ones only while fewer than ``limit`` exist. The budget is global to the study.
 - Queries (``best_trial_row``, ``trial_rows``, ``study_rows``, ``describe_study``) return
   plain dicts or lines for the CLI.
 """
@@ -35,9 +35,10 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper import _optuna
 from sweeper.errors import SweeperError, UsageError, one_line
 from sweeper.spec import StudySpec, grid_points, spec_from_dict, spec_to_dict
-from sweeper.storage import redact
+from sweeper.storage import exclusive, redact
 from sweeper.work import attrs
 
 SPEC_ATTR = attrs.SPEC
@@ -313,12 +314,9 @@ def _lock_key(study_name: str) -> int:
 
 @contextlib.contextmanager
 def advisory_lock(engine: sqlalchemy.Engine, study_name: str) -> Iterator[sqlalchemy.Connection]:
-    """Hold the study's PostgreSQL advisory lock for the block (one transaction): every
-    worker's budget claim and replicate planning is serialised through it."""
-    with engine.connect() as conn, conn.begin():
-        conn.execute(
-            sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(study_name)}
-        )
+    """Hold the study's advisory lock for the block (one transaction; ``storage.exclusive``):
+    planning seed replicates is serialised through it."""
+    with exclusive(engine, _lock_key(study_name)) as conn:
         yield conn
 
 
@@ -351,18 +349,19 @@ class Budget:
         }
         return int(conn.execute(_BUDGET_SQL, params).scalar_one())
 
-    def claim(self) -> optuna.Trial | None:
-        """Ask for the next trial unless the budget is used up (then None)."""
-        if self.limit is None:
-            return self.study.ask()
-        # Serialises count-then-ask across every worker of this study; the lock ends with the
-        # transaction, after ask() has committed the new trial.
-        with advisory_lock(self.engine, self.study.study_name) as conn:
-            if self._count(conn) >= self.limit:
-                waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                if not waiting:
-                    return None
-            return self.study.ask()
+    def claim(self, wanted: int = 1) -> list[optuna.Trial]:
+        """Start up to ``wanted`` trials: queued ones first, then new ones while the budget
+        allows; an empty list when nothing is left to run.
+
+        One transaction on one connection (4 round trips for any ``wanted``), serialised
+        with every other creator of trials in the study (``_optuna.lock_trial_creation``):
+        the count and the new trials can never interleave with another worker's.
+        """
+        with self.engine.connect() as conn, conn.begin():
+            _optuna.lock_trial_creation(conn, self.study_id)
+            room = None if self.limit is None else self.limit - self._count(conn)
+            started = _optuna.start_trials(conn, self.study_id, wanted, room)
+        return _optuna.live_trials(self.study, started)
 
 
 # -- queries ---------------------------------------------------------------------------------

@@ -197,15 +197,15 @@ class Worker:
                         self.progress.say(f"trials {numbers} re-queued after the outage")
         return summary
 
-    def claim(self, *, may_wait: bool = False) -> optuna.Trial | None:
-        """Reap silent trials (they are re-queued), then claim the next trial within the
-        study's budget; after it, a seed replicate when the spec asks for them (waiting for
-        other workers' search trials to end only when ``may_wait``). None when nothing is
-        left to run."""
+    def claim(self, wanted: int = 1, *, may_wait: bool = False) -> list[optuna.Trial]:
+        """Reap silent trials (they are re-queued), then claim up to ``wanted`` trials within
+        the study's budget in one transaction; once it is used up, seed replicates when the
+        spec asks for them (waiting for other workers' search trials to end only when
+        ``may_wait``). Empty when nothing is left to run."""
         self._reap()
-        trial = self.budget.claim()
-        if trial is not None or self.spec.confirm.top_k < 1:
-            return trial
+        trials = self.budget.claim(wanted)
+        if trials or self.spec.confirm.top_k < 1:
+            return trials
         told = False
         while True:
             if confirm.pending(self.study) == 0:
@@ -216,9 +216,9 @@ class Worker:
                         f"search budget used: queued {queued} seed replicates of the top "
                         f"{top_k} configurations ({seeds} seeds each)"
                     )
-                return self.budget.claim()
+                return self.budget.claim(wanted)
             if not may_wait:
-                return None
+                return []
             if not told:
                 self.progress.say(
                     "search budget used: waiting for the running search trials to end "
@@ -227,9 +227,9 @@ class Worker:
                 told = True
             time.sleep(min(5.0, self.spec.storage.heartbeat_interval))
             self._reap()
-            trial = self.budget.claim()  # a re-queued search trial, if a worker died
-            if trial is not None:
-                return trial
+            trials = self.budget.claim(wanted)  # a re-queued search trial, if a worker died
+            if trials:
+                return trials
 
     def _reap(self) -> None:
         for number, copy in requeue.reap(
@@ -294,21 +294,21 @@ class Worker:
         trainer: Trainer | None = None
         claimed = False
         while True:
-            while len(slots) < self.slots and (
-                max_trials is None or summary.total + len(slots) < max_trials
-            ):
-                trial = self.claim(may_wait=not slots)
-                if trial is None:
+            while wanted := self._room(slots, summary, max_trials):
+                # The free slots are claimed at once, in one transaction.
+                trials = self.claim(wanted, may_wait=not slots)
+                if not trials:
                     break
                 claimed = True
-                slot = Slot.open(self.study, self.storage, trial, self.spec)
-                slots.append(slot)
-                try:
-                    trainer = self._join(trainer, slot, len(slots))
-                except (KeyboardInterrupt, *DATABASE_ERRORS):
-                    raise
-                except Exception as err:  # its setup failed: the trial's fault, not the pack's
-                    self._end(slot, trainer, slots, summary, self._fail(slot, _one_line(err)))
+                opened = [Slot.open(self.study, self.storage, t, self.spec) for t in trials]
+                slots += opened
+                for slot in opened:
+                    try:
+                        trainer = self._join(trainer, slot, slots.index(slot) + 1)
+                    except (KeyboardInterrupt, *DATABASE_ERRORS):
+                        raise
+                    except Exception as err:  # its setup failed: its fault, not the pack's
+                        self._end(slot, trainer, slots, summary, self._fail(slot, _one_line(err)))
             if not slots:
                 return claimed
             assert trainer is not None
@@ -328,6 +328,13 @@ class Worker:
                     self._end(slot, trainer, slots, summary, ended)
             if not slots:
                 return True  # the next trial starts a trainer of its own, on its own order
+
+    def _room(self, slots: list[Slot], summary: WorkerSummary, max_trials: int | None) -> int:
+        """How many trials to claim now: the free slots, within ``max_trials``."""
+        room = self.slots - len(slots)
+        if max_trials is not None:
+            room = min(room, max_trials - summary.total - len(slots))
+        return max(0, room)
 
     def _sample(self, trial: optuna.Trial) -> tuple[float, float, str]:
         space = self.spec.space

@@ -14,15 +14,20 @@ arithmetic.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from clirun import sweeper
 from kubernetes_validate import utils as k8s_schema
 from kustomize_lite import (
     KustomizeError,
@@ -485,6 +490,97 @@ def test_readme_shows_how_to_apply() -> None:
     for command in ("kubectl apply -k deploy/k8s", "kubectl apply -k deploy/k8s/with-postgres"):
         assert command in section
     assert "storage-url.env" in section
+
+
+# -- the pods' commands, run as processes on a real PostgreSQL ------------------------------------
+
+
+def _process(
+    obj: Object, name: str, objects: list[Object], mounts: dict[str, Path]
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment ``name`` in ``obj`` would run with: env from its literal
+    values, Secrets and ConfigMaps, ``$(VAR)`` expanded as Kubernetes does, the image's
+    ENTRYPOINT (`sweeper`) unless ``command`` replaces it, and mount paths in arguments
+    replaced by the local folders in ``mounts``."""
+    container = _container(obj, name)
+    data = {(o["kind"], o["metadata"]["name"]): o.get("data", {}) for o in objects}
+    env = {}
+    for entry in container.get("env", []):
+        source = entry.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            env[entry["name"]] = base64.b64decode(
+                data[("Secret", ref["name"])][ref["key"]]
+            ).decode()
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            env[entry["name"]] = data[("ConfigMap", ref["name"])][ref["key"]]
+        else:
+            env[entry["name"]] = entry["value"]
+    argv = container.get("command", ["sweeper"]) + container.get("args", [])
+    argv = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), a) for a in argv]
+    argv = [str(mounts.get(a, a)) for a in argv]
+    bin_dir = str(Path(sys.executable).parent)  # `sweeper` on PATH, as in the image
+    return argv, {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+
+
+@pytest.mark.slow
+def test_the_pods_commands_create_wait_work_and_requeue_on_sigterm(
+    storage_url: str, tiny_official: Path, tmp_path: Path
+) -> None:
+    """The study-creator Job, a worker pod's wait and its worker, with the environment the
+    manifests give them (the Secret made from storage-url.env as a user writes it): the
+    wait holds until the study exists, and SIGTERM makes the worker re-queue its trial and
+    exit 130 (the code podFailurePolicy ignores) well within the grace period."""
+    copy = _with_example_secrets(tmp_path / "deploy")
+    (copy / "k8s/base/storage-url.env").write_text(f"SWEEPER_STORAGE={storage_url}\n")
+    objects = render(copy / "k8s")
+    mounts = {"/data": tiny_official}
+    creator = _one(objects, "Job", "sweeper-create-study")
+    workers = _one(objects, "Job", "sweeper-worker")
+    study = _one(objects, "ConfigMap", "sweeper-study")["data"]["SWEEPER_STUDY"]
+
+    argv, env = _process(workers, "wait-for-study", objects, mounts)
+    wait = subprocess.Popen(
+        argv, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        time.sleep(3)
+        assert wait.poll() is None, "the wait should hold while there is no study"
+        argv, env = _process(creator, "create-study", objects, mounts)
+        created = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
+        assert created.returncode == 0, created.stderr
+        assert wait.wait(timeout=60) == 0
+    finally:
+        if wait.poll() is None:  # the shell and its `sleep` or `sweeper trials`
+            os.killpg(wait.pid, signal.SIGKILL)
+            wait.wait()
+    assert wait.stderr is not None and f"no study named '{study}'" in wait.stderr.read()
+
+    argv, env = _process(workers, "worker", objects, mounts)
+    worker = subprocess.Popen(argv, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stderr is not None
+        seen = []
+        for line in worker.stderr:
+            seen.append(line)
+            if "trial   0 | epoch 1/" in line:
+                break
+        assert "epoch 1/" in seen[-1], "the worker never trained:\n" + "".join(seen)
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+        took = time.monotonic() - stopped
+    finally:
+        worker.kill()
+    from sweeper.work.worker import WorkerStopped
+
+    grace = pod_template(workers)["spec"]["terminationGracePeriodSeconds"]
+    assert code == WorkerStopped.exit_code
+    assert took < grace / 4, f"SIGTERM to exit took {took:.1f} s of the {grace} s grace"
+    trials = sweeper("trials", "--study", study, "--format", "json", env=env)
+    assert trials.returncode == 0, trials.stderr
+    assert '"state": "WAITING"' in trials.stdout and "stopped by SIGTERM" in trials.stdout
 
 
 # -- the renderer refuses what it does not implement ---------------------------------------------

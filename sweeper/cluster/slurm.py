@@ -71,6 +71,7 @@ MIN_LIMIT_FOR_EARLY_SIGNAL_S = 600
 OWNED_OPTIONS = ("--array", "--export", "--output")
 OWNED_SHORT = ("-a", "-o")
 
+_OPTION_NAME = re.compile(r"-[A-Za-z]\S*|--[A-Za-z][A-Za-z0-9-]*")
 _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 _JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -103,7 +104,7 @@ def time_limit_s(text: str) -> int | None:
 def _token(text: str, flag: str) -> str:
     """``text`` as one ``#SBATCH`` value: printable, non-empty, no whitespace."""
     if not text or not text.isprintable() or any(c.isspace() for c in text):
-        raise UsageError(f"{flag} must be one word without spaces (got {one_line(repr(text))})")
+        raise UsageError(f"{flag} must be one word without spaces (got {text!r})")
     return text
 
 
@@ -111,12 +112,11 @@ def sbatch_line(text: str) -> str:
     """An extra ``#SBATCH`` option (``--mem=16G``, or the same with ``#SBATCH`` before it):
     one line that starts with ``-`` and leaves the options the script owns alone."""
     if not text.isprintable():
-        raise UsageError(f"--sbatch must be one line (got {one_line(repr(text))})")
-    line = text.strip()
-    line = line.removeprefix("#SBATCH").strip()
-    if not line.startswith("-"):
+        raise UsageError(f"--sbatch must be one line (got {text!r})")
+    line = text.strip().removeprefix("#SBATCH").strip()
+    name = line.split("=", 1)[0].split()[0] if line else ""
+    if not _OPTION_NAME.fullmatch(name):
         raise UsageError(f"--sbatch takes an sbatch option such as --mem=16G (got {text!r})")
-    name = line.split("=", 1)[0].split()[0]
     owned = (
         any(option.startswith(name) for option in OWNED_OPTIONS)
         if name.startswith("--") and len(name) > 2
@@ -155,6 +155,10 @@ class ArrayJob:
             raise UsageError(f"--tasks must be an integer in 1..{MAX_TASKS} (got {self.tasks})")
         if self.max_running is not None and self.max_running < 1:
             raise UsageError(f"--max-running must be >= 1 (got {self.max_running})")
+        if self.gpus_per_task < 0:
+            raise UsageError(f"--gpus-per-task must be >= 0 (got {self.gpus_per_task})")
+        if self.cpus_per_task is not None and self.cpus_per_task < 1:
+            raise UsageError(f"--cpus-per-task must be >= 1 (got {self.cpus_per_task})")
         for flag, value in (
             ("--partition", self.partition),
             ("--account", self.account),

@@ -165,6 +165,9 @@ def test_defaults_one_gpu_no_limit_and_short_limits_skip_the_early_signal() -> N
         ({"sbatch": ("--exp=NONE",)}, "the script sets --array (use --tasks), --export"),
         ({"sbatch": ("-a0-9",)}, "the script sets --array"),
         ({"sbatch": ("mem=1G",)}, "--sbatch takes an sbatch option"),
+        ({"sbatch": ("--",)}, "--sbatch takes an sbatch option"),
+        ({"sbatch": ("#SBATCH",)}, "--sbatch takes an sbatch option"),
+        ({"gpus_per_task": -1}, "--gpus-per-task must be >= 0"),
     ],
 )
 def test_a_job_that_cannot_be_asked_for_is_refused(
@@ -331,16 +334,14 @@ def slower_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 EPOCHS = 5
 
 
-def _running_trial(url: str, name: str, deadline: float) -> tuple[int, str]:
+def _running_trial(study: optuna.Study, deadline: float) -> tuple[int, str]:
     """(number, cluster task) of a running trial that reported an epoch and has at least two
     left, so that it is still mid-trial when the cancel arrives."""
     while time.monotonic() < deadline:
-        with contextlib.suppress(KeyError):  # the study appears when the command made it
-            study = optuna.load_study(study_name=name, storage=url)
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                task = t.user_attrs.get("cluster_task")
-                if task and 1 <= len(t.intermediate_values) <= EPOCHS - 2:
-                    return t.number, task.removeprefix("slurm ")
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            task = t.user_attrs.get("cluster_task")
+            if task and 1 <= len(t.intermediate_values) <= EPOCHS - 2:
+                return t.number, task.removeprefix("slurm ")
         time.sleep(0.25)
     pytest.fail("no trial reported its first epoch in time")
 
@@ -357,7 +358,8 @@ def test_a_cancelled_task_s_trial_is_resumed_by_another_task(
         slurm_cluster, spec, url, "--tasks", "3", "--data", str(slower_data),
         "--output", f"{logs}/task-%A_%a.log",
     )  # fmt: skip
-    number, task = _running_trial(url, "slurm-cancel", time.monotonic() + 240)
+    study = optuna.load_study(study_name="slurm-cancel", storage=url)  # the command made it
+    number, task = _running_trial(study, time.monotonic() + 240)
     slurm_cluster.run("scancel", task)
 
     states = slurm_cluster.wait_for_array(job_id, timeout=300)
@@ -369,7 +371,7 @@ def test_a_cancelled_task_s_trial_is_resumed_by_another_task(
     assert f"trials [{number}] were re-queued" in stopped, stopped
     assert all(secret not in text for text in written.values())
 
-    trials = {t.number: t for t in optuna.load_study(study_name="slurm-cancel", storage=url).trials}
+    trials = {t.number: t for t in study.trials}
     original = trials[number]
     assert original.state == TrialState.FAIL
     reason = original.user_attrs["fail_reason"]

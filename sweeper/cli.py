@@ -86,7 +86,7 @@ def storage_url(args: argparse.Namespace, announce: bool = False) -> str:
     from sweeper.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres()
-    _check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
+    check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
     url = server.start()
     if announce:
         print(
@@ -151,11 +151,11 @@ def _check_work_flags(args: argparse.Namespace, spec_device: str, spec_where: st
     device = args.device or spec_device
     _check_device(device, f"--device {device}" if args.device else f"{spec_where} '{device}'")
     folder = args.checkpoint_dir
-    _check_folder(
+    check_folder(
         Path(folder) if folder else default_root(),
         "--checkpoint-dir" if folder else "the checkpoint folder ($SWEEPER_CHECKPOINTS)",
     )
-    _check_folder(cache_dir(), "the data cache ($SWEEPER_CACHE)")
+    check_folder(cache_dir(), "the data cache ($SWEEPER_CACHE)")
     if getattr(args, "workers", 1) > MAX_WORKERS:
         raise UsageError(f"--workers {args.workers} is more than {MAX_WORKERS} on one host")
     if getattr(args, "gpus", None):
@@ -194,7 +194,7 @@ def _check_device(device: str, where: str) -> None:
         raise UsageError(f"{where}: this host has {count} CUDA GPUs (cuda:0 to cuda:{count - 1})")
 
 
-def _check_folder(folder: Path, where: str) -> None:
+def check_folder(folder: Path, where: str) -> None:
     """``folder`` is a writable directory, or can be made one (its nearest parent is)."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
@@ -367,7 +367,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from sweeper.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres()
-    _check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
+    check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
     if args.action == "start":
         print(server.start())
     elif args.action == "stop":
@@ -388,7 +388,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
-def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``low..high`` (no upper bound when None)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -402,7 +404,8 @@ def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _device(text: str) -> str:
+def device_flag(text: str) -> str:
+    """An argparse ``type``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (existence not checked)."""
     from sweeper.spec import DEVICE_PATTERN
 
     if not DEVICE_PATTERN.fullmatch(text):
@@ -428,17 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     def work_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", metavar="PATH", help="CIFAR-10 location (overrides the spec)")
-        p.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: the spec's)")
+        p.add_argument(
+            "--device", type=device_flag, help="cpu, cuda or cuda:N (default: the spec's)"
+        )
         p.add_argument(
             "--max-trials",
-            type=_int_at_least(0, MAX_INT),
+            type=int_at_least(0, MAX_INT),
             metavar="N",
             help="stop after N trials here (0: create or check the study, run none)",
         )
         p.add_argument("--checkpoint-dir", metavar="DIR", help="where epoch checkpoints go")
         p.add_argument(
             "--pack",
-            type=_int_at_least(1, MAX_PACK),
+            type=int_at_least(1, MAX_PACK),
             metavar="K",
             help="train K trials at once as one stacked model (default: the spec's, 1)",
         )
@@ -448,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     work_options(run)
     run.add_argument(
         "--workers",
-        type=_int_at_least(1),
+        type=int_at_least(1),
         default=1,
         metavar="N",
         help="worker processes on this host (default 1: run in this process)",
@@ -486,13 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--study", required=True, metavar="NAME")
     confirm.add_argument(
         "--top",
-        type=_int_at_least(1, MAX_INT),
+        type=int_at_least(1, MAX_INT),
         metavar="K",
         help="replicate the K best configurations (default: the spec's [confirm] top_k)",
     )
     confirm.add_argument(
         "--seeds",
-        type=_int_at_least(1, MAX_INT),
+        type=int_at_least(1, MAX_INT),
         metavar="R",
         help="new seeds per configuration (default: the spec's [confirm] seeds, 3)",
     )
@@ -515,9 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_extensions(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from sweeper.cluster import slurm
     from sweeper.dashboard import commands
 
     commands.register(sub, parents)
+    slurm.register(sub, parents)
 
 
 def _version() -> str:

@@ -32,7 +32,8 @@ def embedded_postgres() -> Iterator[EmbeddedPostgres]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _admin_connect(url: str) -> psycopg2.extensions.connection:
+def admin_connect(url: str) -> psycopg2.extensions.connection:
+    """An autocommit connection to the database ``url`` names."""
     parsed = make_url(url)
     conn = psycopg2.connect(
         host=parsed.host,
@@ -49,10 +50,10 @@ def _admin_connect(url: str) -> psycopg2.extensions.connection:
 def fresh_database(server_url: str, prefix: str = "t") -> Iterator[str]:
     """URL of a new empty database on ``server_url``'s server, dropped afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with contextlib.closing(_admin_connect(server_url)) as conn, conn.cursor() as cur:
+    with contextlib.closing(admin_connect(server_url)) as conn, conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with contextlib.closing(_admin_connect(server_url)) as conn, conn.cursor() as cur:
+        with contextlib.closing(admin_connect(server_url)) as conn, conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

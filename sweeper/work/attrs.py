@@ -33,7 +33,13 @@ DEVICE = "device"
 OPTIMIZER_IMPL = "optimizer_impl"  # which code computed the optimizer step, e.g. FusedAdamW/triton
 EXECUTION = "execution"  # how steps ran, e.g. fp32+cuda_graph
 WORKER = "worker"  # host:pid
-PROVENANCE = (SWEEPER_VERSION, GIT_REV, TORCH_VERSION, DEVICE, OPTIMIZER_IMPL, EXECUTION, WORKER)
+# The scheduler's task that ran the worker, e.g. "slurm 812_3" (job 812, array task 3): its
+# log is sweeper-812_3.log. Absent outside a scheduler.
+CLUSTER_TASK = "cluster_task"
+PROVENANCE = (
+    SWEEPER_VERSION, GIT_REV, TORCH_VERSION, DEVICE, OPTIMIZER_IMPL, EXECUTION, WORKER,
+    CLUSTER_TASK,
+)  # fmt: skip
 
 # -- how it ended ----------------------------------------------------------------------------
 # Why a trial failed. A failed trial with a reason uses up the budget, unless REQUEUED_AS

@@ -46,6 +46,16 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def cluster_task() -> str | None:
+    """The SLURM job (``slurm 812``) or array task (``slurm 812_3``) this process runs in,
+    from the variables SLURM sets in every job; None outside one."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"slurm {array}_{task}"
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"slurm {job}" if job else None
+
+
 def provenance(device: torch.device, optimizer_impl: str, execution: str) -> dict[str, str]:
     """User attributes every trial carries besides its seed and results.
 
@@ -62,4 +72,7 @@ def provenance(device: torch.device, optimizer_impl: str, execution: str) -> dic
     revision = git_revision()
     if revision:
         recorded[attrs.GIT_REV] = revision
+    task = cluster_task()
+    if task:
+        recorded[attrs.CLUSTER_TASK] = task
     return recorded

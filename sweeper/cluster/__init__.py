@@ -1,0 +1,1 @@
+"""Running workers through cluster schedulers (SLURM job arrays)."""

@@ -150,6 +150,8 @@ def test_embedded_server_lifecycle_through_the_cli(isolated_home: Path) -> None:
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip()
     assert url.startswith("postgresql+psycopg2://postgres@127.0.0.1:") and url.endswith("/sweeper")
+    # The first start creates the cluster (initdb: seconds), and says so while it waits.
+    assert "starting the embedded PostgreSQL in" in started.stderr, started.stderr
     try:
         status = sweeper("db", "status")
         assert status.returncode == 0 and "running: pid" in status.stdout

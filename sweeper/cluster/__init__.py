@@ -1,0 +1,1 @@
+"""Running sweeps on clusters: SLURM submission and the fleet's status."""

@@ -87,13 +87,25 @@ def storage_url(args: argparse.Namespace, announce: bool = False) -> str:
 
     server = EmbeddedPostgres()
     check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
-    url = server.start()
+    url = _start_embedded(server)
     if announce:
         print(
             f"storage: embedded PostgreSQL {redact(url)} (data in {server.data_dir})",
             file=sys.stderr,
         )
     return url
+
+
+def _start_embedded(server: Any) -> str:
+    """Start (or reuse) the embedded server; a start that takes a while says so on stderr
+    (the first one creates its database cluster: a few seconds)."""
+    from sweeper.work.progress import Progress
+
+    with Progress().waiting(
+        f"starting the embedded PostgreSQL in {server.data_dir} "
+        "(its first start creates the database: a few seconds)"
+    ):
+        return str(server.start())
 
 
 def open_storage_for(args: argparse.Namespace, options: Any = None, announce: bool = False) -> Any:
@@ -118,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeper.storage import open_storage
     from sweeper.study import create_or_load, load_study
     from sweeper.train.data import load_dataset
+    from sweeper.work.progress import LOADING_DATA, Progress
 
     if (args.workers > 1 or args.gpus) and args.max_trials is not None:
         raise UsageError("--max-trials applies to one worker; with --workers set [study] n_trials")
@@ -127,7 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     storage = open_storage(url, spec.storage)
     # The data (and the subset sizes) before the study exists: a spec that cannot run must
     # not leave a study behind under its name. Workers then read the decoded cache.
-    load_dataset(spec.data, args.data)
+    with Progress().waiting(LOADING_DATA):
+        load_dataset(spec.data, args.data)
     create_or_load(storage, spec)
     if args.pack is None:
         args.pack = spec.training.pack  # the file's, not the study creator's: it is per worker
@@ -369,7 +383,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     server = EmbeddedPostgres()
     check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
     if args.action == "start":
-        print(server.start())
+        print(_start_embedded(server))
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
     elif args.action == "url":
@@ -520,11 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_extensions(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    from sweeper.cluster import slurm
+    from sweeper.cluster import slurm, status
     from sweeper.dashboard import commands
 
     commands.register(sub, parents)
     slurm.register(sub, parents)
+    status.register(sub, parents)
 
 
 def _version() -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import select
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
-from clirun import one_line_error, sweeper
+from clirun import SCRIPT, one_line_error, sweeper
 from pgtools import embedded_postgres
 
 from sweeper.embedded import EmbeddedPostgres
@@ -146,9 +149,24 @@ def test_embedded_server_lifecycle_through_the_cli(isolated_home: Path) -> None:
     stopped_status = sweeper("db", "status")
     assert stopped_status.returncode == 1  # a runtime state, inside the documented codes
     assert "the embedded PostgreSQL is stopped" in one_line_error(stopped_status)
-    started = sweeper("db", "start")
-    assert started.returncode == 0, started.stderr
-    url = started.stdout.strip()
+    # Another process holds the server's start lock (as a second `sweeper` started at the
+    # same moment would) until the waiting start says so on stderr; stdout stays the URL.
+    data_dir = isolated_home / "postgres"
+    data_dir.mkdir(parents=True)
+    with (data_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [str(SCRIPT), "db", "start"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert proc.stderr is not None
+        readable, _, _ = select.select([proc.stderr], [], [], 60)
+        said = proc.stderr.readline() if readable else ""
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, said + err
+    assert said.startswith(f"starting the embedded PostgreSQL in {data_dir.resolve()}"), said
+    assert err == ""
+    url = out.strip()
     assert url.startswith("postgresql+psycopg2://postgres@127.0.0.1:") and url.endswith("/sweeper")
     try:
         status = sweeper("db", "status")

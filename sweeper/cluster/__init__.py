@@ -1,1 +1,1 @@
-"""Running workers through cluster schedulers (SLURM job arrays)."""
+"""Running sweeps on clusters: SLURM job arrays and the fleet's status."""

@@ -87,7 +87,8 @@ class Launcher:
         ]
         self.threads_per_worker = max(1, (os.cpu_count() or 1) // n_workers)
         self._stopping = False
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handler (_forward) may print while the main thread prints.
+        self._lock = threading.RLock()
 
     def _env(self, slot: WorkerProcess) -> dict[str, str]:
         env = dict(os.environ)
@@ -122,6 +123,9 @@ class Launcher:
                 print(f"[w{slot.index}] {line}", end="", file=self.stream, flush=True)
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
+        if not self._stopping:  # the wait for workers to re-queue their trials shows
+            alive = sum(1 for s in self.slots if s.process is not None and s.process.poll() is None)
+            self._say(f"stopping: {alive} workers re-queue their running trials and exit")
         self._stopping = True
         for slot in self.slots:
             if slot.process is not None and slot.process.poll() is None:

@@ -60,8 +60,8 @@ from sweeper.train.optimizers import implementation_name
 from sweeper.train.trainer import EpochResult, Trainer
 from sweeper.work import attrs, confirm, requeue
 from sweeper.work.checkpoints import Checkpoint, CheckpointStore
-from sweeper.work.progress import Progress
-from sweeper.work.provenance import provenance
+from sweeper.work.progress import LOADING_DATA, Progress
+from sweeper.work.provenance import provenance, worker_id
 from sweeper.work.slot import Slot
 
 # Errors that mean "the database is unreachable", not "the trial is broken". Optuna turns some
@@ -161,7 +161,8 @@ class Worker:
         """The data set, loaded on first use and kept on the training device."""
         if self._data is None:
             started = time.perf_counter()
-            data = load_dataset(self.spec.data, self.data_override).to(self.device)
+            with self.progress.waiting(LOADING_DATA):
+                data = load_dataset(self.spec.data, self.data_override).to(self.device)
             self._data = data
             self.progress.say(
                 f"data: {len(data.train_y)} train / {len(data.test_y)} val images from "
@@ -206,9 +207,10 @@ class Worker:
         trials = self.budget.claim(wanted)
         if trials or self.spec.confirm.top_k < 1:
             return trials
-        told = False
+        say = self.progress.every()
         while True:
-            if confirm.pending(self.study) == 0:
+            pending = confirm.pending(self.study)
+            if pending == 0:
                 top_k, seeds = self.spec.confirm.top_k, self.spec.confirm.seeds
                 queued = confirm.enqueue(self.study, self.storage, top_k, seeds)
                 if queued:
@@ -219,12 +221,10 @@ class Worker:
                 return self.budget.claim(wanted)
             if not may_wait:
                 return []
-            if not told:
-                self.progress.say(
-                    "search budget used: waiting for the running search trials to end "
-                    "before replicating the top configurations"
-                )
-                told = True
+            say(
+                f"search budget used: waiting for the running search trials to end "
+                f"before replicating the top configurations ({pending} still running or queued)"
+            )
             time.sleep(min(5.0, self.spec.storage.heartbeat_interval))
             self._reap()
             trials = self.budget.claim(wanted)  # a re-queued search trial, if a worker died
@@ -243,8 +243,10 @@ class Worker:
         self.progress.say(
             f"database unreachable ({root_cause(err)}); waiting up to {DATABASE_WAIT_S} s for it"
         )
-        deadline = time.monotonic() + DATABASE_WAIT_S
+        started = time.monotonic()
+        deadline = started + DATABASE_WAIT_S
         delay = 0.5
+        say = self.progress.every(at_once=False)  # the line above was the first
         while True:
             try:
                 with self.storage.engine.connect() as conn:
@@ -255,6 +257,11 @@ class Worker:
                     raise SweeperError(
                         f"the database stayed unreachable for {DATABASE_WAIT_S} s; giving up"
                     ) from None
+                waited = time.monotonic() - started
+                say(
+                    f"database still unreachable after {waited:.0f} s; "
+                    f"waiting up to {DATABASE_WAIT_S} s"
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self.progress.say("database is back")
@@ -388,6 +395,9 @@ class Worker:
             model, optimizer_name=optimizer_name, lr=lr, weight_decay=wd, resume=resume
         )
         recorded = {
+            # Who runs it, from its start (provenance repeats it after the first epoch): a
+            # re-queued copy inherits its original's, and `sweeper status` shows this one.
+            attrs.WORKER: worker_id(),
             attrs.SEED: slot.seed,
             attrs.OPTIMIZER: optimizer_name,
             attrs.PACK_SIZE: len(trainer.members),

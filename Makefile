@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python 3.11):
 #   make demo   install into .venv, start the embedded PostgreSQL, run studies/quickstart.toml
-#   make test   install into .venv (with dev tools and a headless browser), lint, type-check, test
+#   make test   install into .venv (with dev tools, a headless browser, SLURM and PgBouncer),
+#               lint, type-check, test
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 # torchvision downloads the official batches into the per-user cache.
 DATA   ?= $(or $(SWEEPER_DATA),$(wildcard ../shared/data/cifar10-jpeg.tar.gz))
 
-.PHONY: install demo test lint typecheck pytest browser clean gpu-check
+.PHONY: install demo test lint typecheck pytest browser cluster-tools clean gpu-check
 
 $(BIN)/sweeper: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ demo: install
 browser:
 	bash scripts/ensure-chromium.sh
 
+# The real SLURM, MUNGE and PgBouncer the cluster tests start (Debian packages).
+cluster-tools:
+	bash scripts/ensure-cluster-tools.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,7 +37,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser
+pytest: install browser cluster-tools
 	$(BIN)/pytest
 
 test: lint typecheck pytest

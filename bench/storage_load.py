@@ -6,14 +6,16 @@
 
 Each worker is a separate process running the storage calls a sweeper worker makes around a
 one-epoch trial, with a no-op objective: fail stale trials, claim, sample lr and wd, record
-the five attributes a trial starts with, report the epoch and its count, ask the pruner,
+the six attributes a trial starts with, report the epoch and its count, ask the pruner,
 tell. Two claim paths run in the same run, on the same server:
 
 - ``baseline``: the claim as sweeper made it before issue 14 (an advisory lock held in one
   transaction around a count and Optuna's ``ask`` on another connection, one trial at a
-  time, engines that ping before every checkout);
+  time, engines that ping before every checkout, one storage call per attribute and report);
 - ``sweeper``: ``Budget.claim(k)`` (queued and new trials in one transaction on one
-  connection, k at a time for a pack of k) on ``open_storage``'s engine (idle-only pings).
+  connection, k at a time for a pack of k) on ``open_storage``'s engine (idle-only pings),
+  a trial's starting attributes in one round trip and a pack's epoch in one
+  (``_optuna.record``), as ``Worker`` does.
 
 Round trips are counted in every worker process by engine events: each statement sent
 (``before_cursor_execute``), each COMMIT and ROLLBACK, and each ping; divided by the trials
@@ -43,6 +45,7 @@ from typing import Any
 import optuna
 import sqlalchemy
 
+from sweeper import _optuna
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.spec import StudySpec, parse_spec
 from sweeper.storage import open_storage
@@ -60,6 +63,9 @@ def _spec(name: str, budget: int) -> StudySpec:
 
 
 _LOCK_SQL = sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)")
+# The attributes a worker records when a trial starts (Worker._join).
+STARTED_WITH = (attrs.WORKER, attrs.SEED, attrs.OPTIMIZER, attrs.PACK_SIZE, attrs.ORDER_SEED,
+                attrs.ORDER_EPOCH_OFFSET)  # fmt: skip
 
 
 def _open(url: str, mode: str) -> optuna.storages.RDBStorage:
@@ -129,15 +135,25 @@ def _worker(url: str, name: str, mode: str, pack: int, out: Any, go: Any) -> Non
         trials = budget.claim(pack) if mode == "sweeper" else _baseline_claim(budget, pack)
         if not trials:
             break
+        started_with = {key: 1 for key in STARTED_WITH}
         for trial in trials:
             trial.suggest_float("lr", spec.space.lr.low, spec.space.lr.high, log=True)
             trial.suggest_float("weight_decay", spec.space.weight_decay.low, 1e-2, log=True)
-            for key in (attrs.SEED, attrs.OPTIMIZER, attrs.PACK_SIZE, attrs.ORDER_SEED,
-                        attrs.ORDER_EPOCH_OFFSET):  # fmt: skip
-                trial.set_user_attr(key, 1)
-        for trial in trials:  # the epoch: report, count it, ask the pruner
-            trial.report(trial.params["lr"], 1)
-            trial.set_user_attr(attrs.EPOCHS_RUN, 1)
+            if mode == "sweeper":  # as Worker._join: one round trip per trial
+                _optuna.record(storage.engine, [(trial, started_with, {})])
+            else:
+                for key, value in started_with.items():
+                    trial.set_user_attr(key, value)
+        # The epoch: report it and count it (as Worker._record: one round trip for the pack),
+        # then ask the pruner.
+        if mode == "sweeper":
+            epoch = [(t, {attrs.EPOCHS_RUN: 1}, {1: t.params["lr"]}) for t in trials]
+            _optuna.record(storage.engine, epoch)
+        else:
+            for trial in trials:
+                trial.report(trial.params["lr"], 1)
+                trial.set_user_attr(attrs.EPOCHS_RUN, 1)
+        for trial in trials:
             trial.should_prune()
         for trial in trials:
             study.tell(trial, trial.params["lr"])

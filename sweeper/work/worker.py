@@ -44,12 +44,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 import optuna
 import sqlalchemy
 import torch
 from optuna.trial import TrialState
 
+from sweeper import _optuna
 from sweeper.errors import SweeperError
 from sweeper.spec import StudySpec
 from sweeper.study import Budget, stored_spec
@@ -328,11 +330,8 @@ class Worker:
                 for slot in list(slots):
                     self._end(slot, trainer, slots, summary, self._fail(slot, detail))
                 return True
-            for member, result in zip(list(trainer.members), results, strict=True):
-                slot = next(s for s in slots if s.member is member)
-                ended = self._record(slot, result, trainer)
-                if ended is not None:
-                    self._end(slot, trainer, slots, summary, ended)
+            for slot, state in self._record(slots, trainer, results):
+                self._end(slot, trainer, slots, summary, state)
             if not slots:
                 return True  # the next trial starts a trainer of its own, on its own order
 
@@ -404,46 +403,68 @@ class Worker:
             attrs.ORDER_SEED: trainer.order_seed,
             attrs.ORDER_EPOCH_OFFSET: slot.member.order_offset,
         }
+        reports: dict[int, float] = {}
         if slot.checkpoint is not None:
             # The epochs its original ran are reported again, so the pruner and the
             # learning curve see the whole trial.
-            for epoch, accuracy in enumerate(slot.history, start=1):
-                trial.report(accuracy, epoch)
+            reports = dict(enumerate(slot.history, start=1))
             recorded[attrs.RESUMED_FROM_EPOCH] = slot.checkpoint.epochs
             self.progress.trial(trial.number, f"resumed after epoch {slot.checkpoint.epochs}")
-        for key, value in recorded.items():
-            trial.set_user_attr(key, value)
+        _optuna.record(self.storage.engine, [(trial, recorded, reports)])  # one round trip
         return trainer
 
-    def _record(self, slot: Slot, result: EpochResult, trainer: Trainer) -> TrialState | None:
-        """Checkpoint, report and judge one epoch of one trial; its final state if it ends."""
-        trial, epoch, epochs = slot.trial, result.epoch, self.spec.training.epochs
-        if not slot.described and trainer.optimizer is not None:
-            # The optimizer exists once the trainer has trained; provenance names its path.
-            for key, value in provenance(
-                self.device, implementation_name(trainer.optimizer), trainer.execution.describe()
-            ).items():
-                trial.set_user_attr(key, value)
-            slot.described = True
-        if not result.finite:
-            return self._fail(slot, f"training loss is {result.train_loss} at epoch {epoch}")
-        slot.history.append(result.val_accuracy)
-        if epoch < epochs and slot.member is not None:
-            # Checkpoint first: once an epoch is reported, a retry can resume after it.
-            self.checkpoints.save(
-                self.study.study_name,
-                slot.series,
-                Checkpoint(trainer.member_state(slot.member), slot.history),
-            )
-        trial.report(result.val_accuracy, epoch)
-        trial.set_user_attr(attrs.EPOCHS_RUN, epoch)
-        self.progress.epoch(trial.number, result, epochs)
-        if epoch >= epochs:
-            return TrialState.COMPLETE
-        # A replicate measures seed noise at a configuration already chosen: never pruned.
-        if not slot.replicate and trial.should_prune():
-            return TrialState.PRUNED
-        return None
+    def _record(
+        self, slots: list[Slot], trainer: Trainer, results: list[EpochResult]
+    ) -> list[tuple[Slot, TrialState]]:
+        """Checkpoint, report and judge one pack epoch (``results`` in member order); the
+        trials that end, with their final states. Every trial's report and attributes go to
+        the database in one round trip."""
+        epochs = self.spec.training.epochs
+        described: dict[str, str] | None = None
+        entries: list[tuple[optuna.Trial, dict[str, Any], dict[int, float]]] = []
+        judged: list[tuple[Slot, EpochResult]] = []
+        for member, result in zip(list(trainer.members), results, strict=True):
+            slot = next(s for s in slots if s.member is member)
+            values: dict[str, Any] = {}
+            if not slot.described and trainer.optimizer is not None:
+                # The optimizer exists once the trainer has trained; provenance names its path.
+                if described is None:
+                    described = provenance(
+                        self.device,
+                        implementation_name(trainer.optimizer),
+                        trainer.execution.describe(),
+                    )
+                values.update(described)
+                slot.described = True
+            reports: dict[int, float] = {}
+            if result.finite:
+                slot.history.append(result.val_accuracy)
+                if result.epoch < epochs and slot.member is not None:
+                    # Checkpoint first: once an epoch is reported, a retry can resume after it.
+                    self.checkpoints.save(
+                        self.study.study_name,
+                        slot.series,
+                        Checkpoint(trainer.member_state(slot.member), slot.history),
+                    )
+                reports[result.epoch] = result.val_accuracy
+                values[attrs.EPOCHS_RUN] = result.epoch
+            entries.append((slot.trial, values, reports))
+            judged.append((slot, result))
+        _optuna.record(self.storage.engine, entries)
+        ended: list[tuple[Slot, TrialState]] = []
+        for slot, result in judged:
+            epoch = result.epoch
+            if not result.finite:
+                reason = f"training loss is {result.train_loss} at epoch {epoch}"
+                ended.append((slot, self._fail(slot, reason)))
+                continue
+            self.progress.epoch(slot.number, result, epochs)
+            if epoch >= epochs:
+                ended.append((slot, TrialState.COMPLETE))
+            # A replicate measures seed noise at a configuration already chosen: never pruned.
+            elif not slot.replicate and slot.trial.should_prune():
+                ended.append((slot, TrialState.PRUNED))
+        return ended
 
     def _fail(self, slot: Slot, reason: str) -> TrialState:
         requeue.fail(self.study, slot.trial, reason)

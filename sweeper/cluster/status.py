@@ -32,6 +32,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -321,28 +322,22 @@ def as_json(status: FleetStatus) -> dict[str, Any]:
 # -- the command ------------------------------------------------------------------------------
 
 
-def _watch_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < MIN_WATCH_S:
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds >= {MIN_WATCH_S:g} (got {text!r})"
-        )
-    return value
+def _number(unit: str, low: float, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``unit`` >= ``low`` (> 0 when ``low`` is 0),
+    and <= ``high`` when given."""
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        above = value > 0 if low == 0 else value >= low
+        if not (math.isfinite(value) and above and (high is None or value <= high)):
+            bounds = f">= {low:g}" if high is None else f"in ({low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"must be a number of {unit} {bounds} (got {text!r})")
+        return value
 
-def _window_minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not 0 < value <= MAX_WINDOW_MIN:
-        raise argparse.ArgumentTypeError(
-            f"must be a number of minutes in (0, {MAX_WINDOW_MIN}] (got {text!r})"
-        )
-    return value
+    return parse
 
 
 def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -360,13 +355,13 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--watch",
         nargs="?",
         const=DEFAULT_WATCH_S,
-        type=_watch_seconds,
+        type=_number("seconds", MIN_WATCH_S),
         metavar="SECONDS",
         help=f"refresh every SECONDS (default {DEFAULT_WATCH_S:g}) until Ctrl-C",
     )
     status.add_argument(
         "--window",
-        type=_window_minutes,
+        type=_number("minutes", 0, MAX_WINDOW_MIN),
         default=DEFAULT_WINDOW_MIN,
         metavar="MINUTES",
         help=f"measure the rate over the last MINUTES (default {DEFAULT_WINDOW_MIN})",

@@ -287,11 +287,11 @@ def test_a_member_checkpoint_resumes_in_another_pack_or_alone(
         single = alone.run_epoch()[0]
         assert packed.epoch == single.epoch == epoch
         _assert_same_run(resumed.model, uninterrupted.members[0].model, f"pack, epoch {epoch}")
-        # Alone on the same order from the same state: the same computation, bit for bit.
-        for p, q in zip(
-            alone_member.model.parameters(), uninterrupted.members[0].model.parameters(),
-            strict=True,
-        ):  # fmt: skip
-            assert torch.equal(p, q), f"alone, epoch {epoch}"
+        # Alone on the same order from the checkpoint: the same steps as the uninterrupted
+        # run, from a state that equals its own up to rounding only, so the same bound. (Not
+        # bit for bit: the checkpoint's epoch 1 ran in a pack of two, through the grouped
+        # forward, and oneDNN picks its convolution kernels by the CPU's instruction set; on
+        # an AVX-512 machine the pack's epoch 1 and a lone trial's differ in the last bits.)
+        _assert_same_run(alone_member.model, uninterrupted.members[0].model, f"alone, {epoch}")
         assert packed.val_accuracy == single.val_accuracy == expected.val_accuracy
         assert packed.train_loss == pytest.approx(expected.train_loss, rel=1e-5)

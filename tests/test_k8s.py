@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from clirun import sweeper
 from kubernetes_validate import utils as k8s_schema
@@ -42,7 +43,7 @@ from kustomize_lite import (
 from sweeper.errors import UsageError
 from sweeper.spec import load_spec
 from sweeper.storage import MAX_OVERFLOW, POOL_SIZE, normalise_url, secrets_in
-from sweeper.work import checkpoints, provenance
+from sweeper.work import attrs, checkpoints, provenance
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -345,11 +346,26 @@ def test_workers_are_an_indexed_job_with_one_gpu_each(objects: list[Object]) -> 
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert all("nvidia.com/gpu" not in str(c.get("resources")) for c in pod["initContainers"])
     # The index is the worker's name: an Indexed Job's pod is host <job>-<index> unless the
-    # template overrides it, and a trial records its worker as host:pid.
+    # template overrides it, and a trial records its worker as host:pid; Kubernetes sets
+    # JOB_COMPLETION_INDEX, which a trial records as its cluster task, unless the template
+    # overrides it.
     assert not {"hostname", "subdomain", "setHostnameAsFQDN"} & set(pod)
     assert "JOB_COMPLETION_INDEX" not in {e["name"] for e in worker["env"]}
     host, _, pid = provenance.worker_id().rpartition(":")
     assert host == socket.gethostname() and pid.isdigit()
+
+
+def test_the_completion_index_is_recorded_as_the_cluster_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
+    assert provenance.cluster_task() is None
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")  # as Kubernetes sets it in each container
+    assert provenance.cluster_task() == "k8s index 2"
+    recorded = provenance.provenance(torch.device("cpu"), "fused", "eager")
+    assert recorded[attrs.CLUSTER_TASK] == "k8s index 2"
 
 
 def test_preemption_and_sigterm_re_queue_without_spending_retries(objects: list[Object]) -> None:

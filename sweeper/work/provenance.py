@@ -47,13 +47,17 @@ def worker_id() -> str:
 
 
 def cluster_task() -> str | None:
-    """The SLURM job (``slurm 812``) or array task (``slurm 812_3``) this process runs in,
-    from the variables SLURM sets in every job; None outside one."""
+    """The SLURM job (``slurm 812``) or array task (``slurm 812_3``), or the index of a
+    Kubernetes Indexed Job (``k8s index 2``), this process runs in, from the variables the
+    scheduler sets in every job or container; None outside one."""
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array and task:
         return f"slurm {array}_{task}"
     job = os.environ.get("SLURM_JOB_ID")
-    return f"slurm {job}" if job else None
+    if job:
+        return f"slurm {job}"
+    index = os.environ.get("JOB_COMPLETION_INDEX")
+    return f"k8s index {index}" if index else None
 
 
 def provenance(device: torch.device, optimizer_impl: str, execution: str) -> dict[str, str]:

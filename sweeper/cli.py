@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import traceback
@@ -418,6 +419,17 @@ def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def margin_points(text: str) -> float:
+    """An argparse ``type``: a margin in accuracy points, a finite number in (0, 100]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 100):
+        raise argparse.ArgumentTypeError(f"must be a number of points in (0, 100] (got {text!r})")
+    return value
+
+
 def device_flag(text: str) -> str:
     """An argparse ``type``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (existence not checked)."""
     from sweeper.spec import DEVICE_PATTERN
@@ -484,9 +496,21 @@ def build_parser() -> argparse.ArgumentParser:
     work_options(worker)
     worker.set_defaults(handler=cmd_worker)
 
-    best = sub.add_parser("best", parents=[common], help="the best completed trial")
+    best = sub.add_parser(
+        "best",
+        parents=[common],
+        help="the best configuration, corrected for selection, and what matters",
+    )
     best.add_argument("--study", required=True, metavar="NAME")
     best.add_argument("--format", choices=("table", "json"), default="table")
+    best.add_argument(
+        "--margin",
+        type=margin_points,
+        default=1.0,
+        metavar="POINTS",
+        help="'does not matter' means: moves accuracy by less than this many points anywhere "
+        "in the space tried (default 1: one run's seed noise on the tutorial CNN)",
+    )
     best.set_defaults(handler=cmd_best)
 
     trials = sub.add_parser("trials", parents=[common], help="list a study's trials")

@@ -3,20 +3,15 @@
 Promises:
 
 - ``best_info(model, ...)`` names the best configuration by its mean over seeds (the
-  study's direction), with its 95% interval and the seeds behind it, and the
-  *indistinguishable set*: every configuration not significantly worse than it (the 95%
-  interval of the difference includes zero; ``noise.within_noise``). A best inside that set
-  is only the top of the set, and the verdict says so.
-- The verdict is one line. A hyperparameter "matters" only when both hold: the
-  configurations within noise (of the best's optimizer) cover less than ``COVERAGE`` of the
-  log range it was tried over, and the data isolate its effect: some configuration
-  significantly worse than the best has its *other* hyperparameter inside the set's range
-  of that one, so the loss cannot be blamed on the other. A narrow set alone is not enough:
-  a sampler that concentrates on good lrs leaves the set narrow in wd too. Nor is a fitted
-  main effect (``ParamVerdict.shown``, from ``effects.decompose``, reported beside it): when
-  lr and wd were sampled together a fit splits one effect between them. Narrow but not
-  isolated reads "not shown to matter (within noise: a..b)"; wide reads "does not" in the
-  range tried. With several optimizers it says which are within noise of the best.
+  study's direction) and gives its value *corrected for having been chosen*
+  (``winner.winner``: a median-unbiased estimate and a 95% interval that hold their coverage
+  whether the best is one run or many), and the *indistinguishable set*: every configuration
+  not significantly worse than it (``noise.within_noise``), described, not claimed about.
+- What matters is said only by ``claims.claims``: "matters" (shown), "does not matter" (an
+  equivalence test within a stated margin) or "inconclusive" (with what would settle it), per
+  optimizer and hyperparameter, and the optimizer's own effect. The one-line verdict is those
+  claims; the same claims serve ``best``, the views and the notebook.
+- A best that is a single run says how optimistic its raw value is and what to run.
 - Given the run's schedule and the AdamW space tried, the decay-axis warning of
   ``decay.decay_check`` rides along.
 - Never raises on an empty study, one trial, equal values or unknown noise: the verdict then
@@ -29,27 +24,21 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from sweeper.analysis.claims import (
+    ABSENT,
+    INTERACTION,
+    MARGIN,
+    MATTERS,
+    SHORT,
+    Claims,
+    claims,
+    points,
+)
 from sweeper.analysis.decay import DecayCheck, Schedule, decay_check
-from sweeper.analysis.effects import decompose
 from sweeper.analysis.noise import Config, NoiseModel, indistinguishable
+from sweeper.analysis.winner import Winner, simultaneous, winner
 
-# A hyperparameter "does not matter" when the configurations within noise of the best span at
-# least this fraction of the log range tried (per optimizer). 1.0 would demand the exact
-# extremes, which a random study never hits; 0.75 still separates "a band of values" from
-# "anywhere".
-COVERAGE = 0.75
-PARAMS = (("lr", "lr"), ("weight_decay", "wd"))
-
-
-class ParamVerdict(NamedTuple):
-    name: str  # "lr" or "weight_decay"
-    matters: bool | None  # None: tried at a single value, or nothing to compare
-    tried: tuple[float, float] | None  # range over the best optimizer's configurations
-    within: tuple[float, float] | None  # range over those within noise
-    coverage: float | None  # log span within / log span tried
-    # Its fitted main effect exceeds noise (None: too few runs to fit). Reported, not used
-    # for "matters": a fit cannot separate lr from wd when they were sampled together.
-    shown: bool | None = None
+Box = tuple[tuple[float, float], tuple[float, float]]
 
 
 class BestInfo(NamedTuple):
@@ -58,10 +47,11 @@ class BestInfo(NamedTuple):
     within: tuple[Config, ...]  # the indistinguishable set, best first (every optimizer)
     lr_range: tuple[float, float] | None  # of the set
     wd_range: tuple[float, float] | None
-    params: tuple[ParamVerdict, ...]
+    claims: Claims
     optimizers_within: tuple[str, ...]  # optimizers with a configuration in the set
     verdict: str
     decay: DecayCheck | None
+    estimate: Winner | None = None  # the best configuration's selection-corrected value
 
 
 def _span(values: Sequence[float | None]) -> tuple[float, float] | None:
@@ -69,100 +59,146 @@ def _span(values: Sequence[float | None]) -> tuple[float, float] | None:
     return (min(xs), max(xs)) if xs else None
 
 
-def _log_width(r: tuple[float, float]) -> float:
-    return math.log10(r[1]) - math.log10(r[0])
-
-
-def _g(x: float) -> str:
-    return f"{x:.2g}"
-
-
-def _range_text(r: tuple[float, float]) -> str:
-    return _g(r[0]) if math.isclose(r[0], r[1]) else f"{_g(r[0])}..{_g(r[1])}"
+def tried_box(model: NoiseModel) -> Box | None:
+    """((lr low, high), (wd low, high)) over every configuration, or None without lr and wd."""
+    lr = _span([c.lr for c in model.configs])
+    wd = _span([c.weight_decay for c in model.configs])
+    return (lr, wd) if lr is not None and wd is not None else None
 
 
 def best_info(
     model: NoiseModel,
     *,
     schedule: Schedule | None = None,
-    adamw_space: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    adamw_space: Box | None = None,
+    box: Box | None = None,
+    margin: float = MARGIN,
+    n_pruned: int = 0,
 ) -> BestInfo:
-    """The best configuration of ``model``, its indistinguishable set and the verdict.
+    """The best configuration of ``model``, its corrected value, the claims and the verdict.
 
-    ``adamw_space`` is ((lr low, lr high), (wd low, wd high)) of the AdamW trials, for the
-    decay-axis warning (with ``schedule``).
+    ``box`` is the space searched (the spec's; default: the range the configurations tried),
+    over which claims are made; ``adamw_space`` is the AdamW trials' box, for the decay-axis
+    warning (with ``schedule``); ``n_pruned`` trials were left out of the claims.
     """
     decay = None
     if schedule is not None and adamw_space is not None:
         decay = decay_check(adamw_space[0], adamw_space[1], schedule)
+    tried = tried_box(model)
+    if box is not None and tried is not None:  # a spec changed mid-study: cover what ran
+        box = tuple(  # type: ignore[assignment]
+            (min(b[0], t[0]), max(b[1], t[1])) for b, t in zip(box, tried, strict=True)
+        )
+    box = box or tried
+    said = (
+        claims(model, box, margin=margin, n_pruned=n_pruned)
+        if box is not None and model.configs
+        else Claims((), margin, "")
+    )
     if not model.configs:
-        return BestInfo(model, None, (), None, None, (), (), "no completed trial yet", decay)
+        return BestInfo(model, None, (), None, None, said, (), "no completed trial yet", decay)
     best = model.configs[0]
     within = indistinguishable(model)
-    mine = [c for c in model.configs if c.optimizer == best.optimizer]
-    mine_within = [c for c in within if c.optimizer == best.optimizer]
-    verdicts = []
-    shown = _shown(mine, model.sd_run)
-    for name, _ in PARAMS:
-        get = (lambda c: c.lr) if name == "lr" else (lambda c: c.weight_decay)
-        tried = _span([get(c) for c in mine])
-        inside = _span([get(c) for c in mine_within])
-        if tried is None or inside is None or _log_width(tried) == 0:
-            verdicts.append(ParamVerdict(name, None, tried, inside, None))
-            continue
-        coverage = _log_width(inside) / _log_width(tried)
-        effect = shown.get(name)
-        isolated = _isolated(name, mine, mine_within)
-        matters = coverage < COVERAGE and isolated
-        verdicts.append(ParamVerdict(name, matters, tried, inside, coverage, effect))
-    optimizers = tuple(dict.fromkeys(c.optimizer for c in within))
+    estimate = _estimate(model, best) if best.se is not None else None
     info = BestInfo(
         model=model,
         best=best,
         within=within,
         lr_range=_span([c.lr for c in within]),
         wd_range=_span([c.weight_decay for c in within]),
-        params=tuple(verdicts),
-        optimizers_within=optimizers,
+        claims=said,
+        optimizers_within=tuple(dict.fromkeys(c.optimizer for c in within)),
         verdict="",
         decay=decay,
+        estimate=estimate,
     )
     return info._replace(verdict=_verdict(info))
 
 
-def _isolated(name: str, configs: Sequence[Config], within: Sequence[Config]) -> bool:
-    """Some configuration outside the set (significantly worse) has the other
-    hyperparameter inside the set's range of it: its loss is ``name``'s."""
-    other = (lambda c: c.weight_decay) if name == "lr" else (lambda c: c.lr)
-    span = _span([other(c) for c in within])
-    if span is None:
-        return False
-    inside = {id(c) for c in within}
-    return any(
-        id(c) not in inside and (x := other(c)) is not None and span[0] <= x <= span[1]
-        for c in configs
+def _estimate(model: NoiseModel, best: Config) -> Winner:
+    """The best configuration's value corrected for its selection (``winner``).
+
+    A configuration with seed replicates was chosen for them by its search run; its
+    replicates played no part in that choice, so its estimate rests on them alone, corrected
+    for the final choice among the replicated configurations (the hybrid interval when it is
+    also their best by replicates, else the simultaneous one). Otherwise the winner's curse
+    is corrected over every configuration's mean.
+    """
+    reps = [c for c in model.configs if c.n_replicates > 0]
+    if best.n_replicates > 0 and model.sd_run is not None:
+        means = [sum(c.values[-c.n_replicates :]) / c.n_replicates for c in reps]
+        ses = [(c.sd_run or model.sd_run) / math.sqrt(c.n_replicates) for c in reps]
+        i = reps.index(best)
+        sign = 1.0 if model.maximize else -1.0
+        basis = f"its {best.n_replicates} seed replicates"
+        if max(range(len(means)), key=lambda j: sign * means[j]) == i:
+            return winner(means, ses, i, df=model.df, maximize=model.maximize)._replace(basis=basis)
+        return simultaneous(means, ses, i, df=model.df, basis=basis)
+    return winner(
+        [c.mean for c in model.configs],
+        [c.se or 0.0 for c in model.configs],
+        0,
+        df=model.df,
+        maximize=model.maximize,
     )
 
 
-def _shown(configs: Sequence[Config], sd_run: float | None) -> dict[str, bool]:
-    """Whether lr's and wd's own main effects exceed noise over ``configs`` (one optimizer;
-    each configuration's mean as one run, at the per-run noise: a conservative test, since
-    a mean over seeds is less noisy than that). Empty when there are too few to fit."""
-    points = [c for c in configs if c.lr and c.weight_decay and c.lr > 0 and c.weight_decay > 0]
-    if sd_run is None or not points:
-        return {}
+def optimism(info: BestInfo) -> str:
+    """For a best chosen from several configurations, how far selection lifted its raw mean
+    and what would measure it; "" when that is nothing worth saying."""
+    best, est = info.best, info.estimate
+    if best is None or est is None or est.k < 2:
+        return ""
+    lift = best.mean - est.estimate if info.model.maximize else est.estimate - best.mean
+    runs = "a single run" if best.n == 1 else f"the mean of {best.n} runs"
+    accuracy = info.model.n_val is not None
+    size = f"{100 * lift:.1f} points" if accuracy else f"{lift:.3g}"
+    text = (
+        f"the best configuration's raw value ({runs}, {best.mean:.4f}) is the top of "
+        f"{est.k} noisy configurations: optimistic by about {size}"
+    )
+    if best.n == 1:
+        text += "; new seeds of the top configurations (`sweeper confirm`) measure it"
+    return text
 
-    def unit(values: list[float]) -> list[float]:
-        logs = [math.log10(x) for x in values]
-        low, width = min(logs), max(logs) - min(logs)
-        return [(x - low) / width if width > 0 else 0.5 for x in logs]
 
-    u = unit([c.lr for c in points])  # type: ignore[misc]
-    v = unit([c.weight_decay for c in points])  # type: ignore[misc]
-    d = decompose(u, v, [c.mean for c in points], sd_run)
-    if d.shares is None:
-        return {}
-    return {name: d.shares[name].shown for name, _ in PARAMS if name in d.shares}
+def short_claims(said: Claims) -> str:
+    """The claims in a few words each, per optimizer ("lr matters (5.3 points), wd
+    inconclusive"); an interaction only when shown. The sentences say the rest."""
+    groups: dict[str, list[str]] = {}
+    tail: list[str] = []
+    for c in said.claims:
+        if c.subject.startswith("optimizer x "):
+            if c.kind == MATTERS:
+                param = SHORT[c.subject.removeprefix("optimizer x ")]
+                tail.append(f"{param} acts differently per optimizer")
+            continue
+        name = SHORT[c.subject]
+        if c.subject == "optimizer":
+            if c.kind == MATTERS and c.effect is not None:
+                other, ref = c.optimizer.split(" vs ")
+                word = "above" if c.effect > 0 else "below"
+                size = points(abs(c.effect), said.accuracy)
+                tail.append(f"the optimizer matters ({other} {size} {word} {ref})")
+            else:
+                tail.append(f"the optimizer {c.kind}")
+            continue
+        if c.subject == INTERACTION:
+            if c.kind == MATTERS:
+                groups.setdefault(c.optimizer, []).append("lr x wd interact")
+            continue
+        if c.kind == MATTERS and c.effect is not None:
+            word = f"{name} matters ({points(c.effect, said.accuracy)})"
+        elif c.kind == ABSENT:
+            word = f"{name} does not matter (±{points(c.margin, said.accuracy)})"
+        else:
+            word = f"{name} {c.kind}"
+        groups.setdefault(c.optimizer, []).append(word)
+    if len(groups) == 1:
+        parts = [", ".join(next(iter(groups.values())))]
+    else:
+        parts = [f"{opt}: {', '.join(words)}" for opt, words in groups.items()]
+    return "; ".join(parts + tail)
 
 
 def _verdict(info: BestInfo) -> str:
@@ -176,36 +212,8 @@ def _verdict(info: BestInfo) -> str:
         )
     if len(model.configs) == 1:
         return f"one configuration ({best.n} run{'s' if best.n != 1 else ''}): nothing to compare"
-    if n_within == len(model.configs):
-        return (
-            f"nothing is shown to matter: all {n_within} configurations are within noise "
-            "of the best"
-        )
-    parts = []
-    for v in info.params:
-        short = "lr" if v.name == "lr" else "wd"
-        if v.matters is None:
-            if v.tried is not None:
-                parts.append(f"{short} fixed at {_g(v.tried[0])}")
-        elif v.matters:
-            parts.append(f"{short} matters (best {_range_text(v.within)})")  # type: ignore[arg-type]
-        elif v.coverage is not None and v.coverage < COVERAGE:
-            parts.append(
-                f"{short} not shown to matter (within noise: {_range_text(v.within)})"  # type: ignore[arg-type]
-            )
-        else:
-            parts.append(f"{short} does not in [{_g(v.tried[0])}, {_g(v.tried[1])}]")  # type: ignore[index]
-    others = sorted({c.optimizer for c in model.configs} - {best.optimizer})
-    for name in others:
-        if name in info.optimizers_within:
-            parts.append(f"{name} is within noise too")
-        else:
-            theirs = [c for c in model.configs if c.optimizer == name]
-            top = theirs[0] if theirs else None
-            if top is not None:
-                parts.append(f"{name} is worse (its best {top.mean:.4f} vs {best.mean:.4f})")
-    text = "; ".join(parts) or "best found"
-    tail = f"{n_within} configuration{'s' if n_within != 1 else ''} within noise"
+    text = short_claims(info.claims) or "no claim can be made"
+    tail = f"{n_within} configuration{'s' if n_within != 1 else ''} within noise of the best"
     if n_within > 1 and best.n == 1:
         tail += " (the top one is a single run)"
     return f"{text}: {tail}"

@@ -13,10 +13,13 @@ over the search box, and a value y per run):
    computed exactly on a smooth surface instead of on a random forest.
 3. A parametric bootstrap: ``B`` refits of y* = fit + noise, the noise per run the larger of
    the noise model's sd and the fit's residual sd (each refit's coefficients are drawn from
-   their exact distribution, not by refitting n simulated runs: see ``_fit``). The 2.5-97.5
-   percentiles of each share are its 95% interval. A share's main effect counts as *shown*
-   only when its variance exceeds the 95th percentile of what pure noise around a flat
-   surface produces: a share of noise is not importance.
+   their exact distribution, not by refitting n simulated runs: see ``_fit``). A share's 95%
+   interval is the *basic* bootstrap one, [2 s - q97.5, 2 s - q2.5] clipped to [0, 1]: noise
+   spreads variance over every term, so refits sit further from the truth than the estimate
+   does, in the same direction; reflecting the percentiles removes that bias (the percentile
+   interval held a true share of 0 or 1 in 0% of the calibration studies).
+   Whether a term is *shown* is not decided here: ``claims.mark_shares`` sets it from the one
+   presence test behind every "matters" (and a share not shown reaches down to 0).
 4. With several optimizers, the same on the stacked surfaces F[optimizer, v, u] with the
    optimizer as a uniform categorical factor: how much the optimizer x wd interaction
    explains, with its interval.
@@ -32,6 +35,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+from sweeper.analysis import polyfit
 
 # Runs' coordinates or values: plain sequences or float arrays.
 Values = Sequence[float] | NDArray[np.float64]
@@ -54,7 +59,7 @@ class Share(NamedTuple):
     low: float
     high: float
     effect: float  # range (max - min) of the term's effect over the box, in value units
-    shown: bool  # larger than noise alone produces (95th percentile of the null bootstrap)
+    shown: bool  # the presence test behind "matters" rejects (set by ``claims.mark_shares``)
 
 
 class Decomposition(NamedTuple):
@@ -68,26 +73,8 @@ class Decomposition(NamedTuple):
     note: str
 
 
-def _terms(du: int, dv: int) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(du + 1) for j in range(dv + 1) if i + j <= MAX_DEGREE]
-
-
-def _design(
-    u: NDArray[np.float64], v: NDArray[np.float64], terms: Sequence[tuple[int, int]]
-) -> NDArray[np.float64]:
-    # Centred coordinates keep the powers well conditioned.
-    a, b = u - 0.5, v - 0.5
-    return np.column_stack([a**i * b**j for i, j in terms])
-
-
-def _lattice() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    g = (np.arange(LATTICE) + 0.5) / LATTICE
-    uu, vv = np.meshgrid(g, g)  # rows follow v, columns u
-    return uu.ravel(), vv.ravel()
-
-
 class _Fit(NamedTuple):
-    surfaces: NDArray[np.float64]  # (1 + B + B, LATTICE, LATTICE): fit, bootstrap, null
+    surfaces: NDArray[np.float64]  # (1 + B, LATTICE, LATTICE): fit, bootstrap
     n: int
     noise_sd: float
 
@@ -106,11 +93,11 @@ def _fit(
         return f"all {n} runs scored the same ({y[0]:.4g}): nothing to attribute"
     du = min(MAX_DEGREE, len(np.unique(u)) - 1)
     dv = min(MAX_DEGREE, len(np.unique(v)) - 1)
-    terms = _terms(du, dv)
+    terms = polyfit.terms(du, dv, MAX_DEGREE)
     while len(terms) >= n and (du > 0 or dv > 0):  # keep at least one residual df
         du, dv = (du - 1, dv) if du >= dv else (du, dv - 1)
-        terms = _terms(max(du, 0), max(dv, 0))
-    x = _design(u, v, terms)
+        terms = polyfit.terms(max(du, 0), max(dv, 0), MAX_DEGREE)
+    x = polyfit.design(u, v, terms)
     # x = U S V^T. The least-squares fit of any y is V S^-1 U^T y; for a refit of
     # y* = fitted + e with e ~ N(0, sd^2 I_n), U^T e ~ N(0, sd^2 I_r) exactly (U's columns are
     # orthonormal). So each bootstrap refit's coefficients are drawn in r (<= 10) dimensions
@@ -125,12 +112,10 @@ def _fit(
     resid = y - fitted
     resid_sd = float(np.sqrt(resid @ resid / max(n - len(terms), 1)))
     sd = max(noise_sd or 0.0, resid_sd)
-    lu, lv = _lattice()
-    lat = _design(lu, lv, terms)
-    flat = solve @ (left.T @ np.full(n, float(np.mean(y))))  # the fit of a flat surface
+    lu, lv = polyfit.lattice(LATTICE)
+    lat = polyfit.design(lu, lv, terms)
     star = beta[:, None] + solve @ rng.normal(0.0, sd, size=(len(sing), BOOTSTRAP))
-    null = flat[:, None] + solve @ rng.normal(0.0, sd, size=(len(sing), BOOTSTRAP))
-    coefs = np.column_stack([beta, star, null])  # (terms, 1 + 2B)
+    coefs = np.column_stack([beta, star])  # (terms, 1 + B)
     surfaces = (lat @ coefs).T.reshape(-1, LATTICE, LATTICE)
     return _Fit(surfaces, n, sd)
 
@@ -146,22 +131,20 @@ def _main_effects(f: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
 def _shares(
     effects: Mapping[str, NDArray[np.float64]], total: NDArray[np.float64], b: int
 ) -> dict[str, Share]:
-    """Shares with intervals; ``effects[k]`` stacks [fit, B bootstrap, B null] draws."""
+    """Shares with basic-bootstrap intervals; ``effects[k]`` stacks [fit, B bootstrap] draws."""
     out = {}
     for name, e in effects.items():
         var = e.reshape(e.shape[0], -1).var(axis=1)
         share = np.divide(var, total, out=np.zeros_like(var), where=total > 0)
-        boot = share[1 : 1 + b]
-        null = var[1 + b :]
+        s = float(share[0])
+        q_lo, q_hi = (float(x) for x in np.percentile(share[1 : 1 + b], [2.5, 97.5]))
         flat = e[0].ravel()
-        # Refits on noisier data spread variance over every term, so the bootstrap's
-        # percentiles can miss the estimate itself: the interval is widened to contain it.
         out[name] = Share(
-            share=float(share[0]),
-            low=min(float(np.percentile(boot, 2.5)), float(share[0])),
-            high=max(float(np.percentile(boot, 97.5)), float(share[0])),
+            share=s,
+            low=min(max(2 * s - q_hi, 0.0), s),
+            high=max(min(2 * s - q_lo, 1.0), s),
             effect=float(flat.max() - flat.min()),
-            shown=bool(var[0] > np.percentile(null, 95)),
+            shown=False,
         )
     return out
 
@@ -178,12 +161,7 @@ def decompose(u: Values, v: Values, y: Values, noise_sd: float | None) -> Decomp
     f = fit.surfaces
     total = f.reshape(f.shape[0], -1).var(axis=1)
     shares = _shares(_main_effects(f), total, BOOTSTRAP)
-    note = ""
-    if not any(s.shown for s in shares.values()):
-        note = (
-            "the fitted surface varies no more than noise alone would: nothing is shown to matter"
-        )
-    return Decomposition(fit.n, shares, float(np.sqrt(total[0])), fit.noise_sd, note)
+    return Decomposition(fit.n, shares, float(np.sqrt(total[0])), fit.noise_sd, "")
 
 
 def decompose_optimizers(
@@ -222,3 +200,13 @@ def decompose_optimizers(
     shares = _shares(effects, total, BOOTSTRAP)
     n = sum(fit.n for fit in fits)
     return Decomposition(n, shares, float(np.sqrt(total[0])), max(f.noise_sd for f in fits), "")
+
+
+def true_shares(surface: NDArray[np.float64]) -> dict[str, float] | None:
+    """The shares ``decompose`` estimates, of a known surface f[v, u] on the LATTICE x LATTICE
+    cell centres (the calibration harness's truth); None for a flat surface."""
+    f = np.asarray(surface, dtype=float)[None, :, :]
+    total = float(f.var())
+    if total <= 0:
+        return None
+    return {name: float(e.var()) / total for name, e in _main_effects(f).items()}

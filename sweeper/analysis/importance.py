@@ -6,8 +6,11 @@ Promises:
   interaction with 95% bootstrap intervals (``sweeper.analysis.effects``), with several
   optimizers the optimizer x wd interaction, and the same shares at each epoch over every trial
   that reported it (COMPLETE and PRUNED alike: the trials a pruner stopped count for the
-  epochs they ran). This default path is pure numpy: it never imports ``optuna.importance``
-  (which loads scikit-learn and scipy.stats, 1.5-2 s) and builds no in-memory copy of the study.
+  epochs they ran). A share is marked *shown* exactly when the claim about that term says it
+  matters (``claims.mark_shares``: one presence test behind every "matters"); the shares at
+  each epoch carry no claim and are never marked. This default path is pure numpy: it never
+  imports ``optuna.importance`` (which loads scikit-learn and scipy.stats, 1.5-2 s) and builds
+  no in-memory copy of the study.
 - Optuna's pooled evaluators run only when asked for, ``evaluators=("ped-anova", "fanova")``
   (the CLI's ``--evaluators``): PED-ANOVA (Optuna 5's default) and fANOVA over COMPLETE
   trials, each normalised to sum to 1, and PED-ANOVA at each epoch over COMPLETE, PRUNED
@@ -43,6 +46,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution, IntDistrib
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
+from sweeper.analysis.claims import mark_shares
 from sweeper.analysis.effects import Decomposition, decompose, decompose_optimizers
 from sweeper.analysis.noise import floor_sd
 from sweeper.dashboard.data import (
@@ -351,7 +355,7 @@ def _per_optimizer(
     snap: StudySnapshot, names: Sequence[str], epochs: Sequence[int]
 ) -> tuple[tuple[tuple[str, Decomposition], ...], Decomposition | None, tuple[EpochShares, ...]]:
     """lr / wd shares with intervals per optimizer, across optimizers, and per epoch."""
-    from sweeper.dashboard.data import LR, WD, _bounds
+    from sweeper.dashboard.data import LR, WD, _bounds, best_of
 
     points = trial_points(snap)
     if not points:
@@ -397,11 +401,16 @@ def _per_optimizer(
     # 10,000 x 10 took 64 ms instead of 4).
     with threadpool_limits(limits=1):
         final = {name: runs(name, None) for name in names}
-        by_opt = tuple((name, decompose(*final[name], noise(final[name][2]))) for name in names)
+        # Whether a share is shown is the claims' one presence test (``claims.mark_shares``).
+        said = best_of(snap).claims
+        by_opt = tuple(
+            (name, mark_shares(decompose(*final[name], noise(final[name][2])), said, name))
+            for name in names
+        )
         across = None
         if len(names) > 1:
             every = np.concatenate([ys for _, _, ys in final.values()])
-            across = decompose_optimizers(final, noise(every))
+            across = mark_shares(decompose_optimizers(final, noise(every)), said, None)
         by_epoch = []
         for k, epoch in enumerate(epochs):
             for name in names:

@@ -15,7 +15,12 @@ Promises:
      prior, twenty do);
   2. with no replicates, the prior ``PRIOR_SD`` alone;
   3. never less than the binomial test-set floor sqrt(p (1 - p) / n_val) at the
-     configuration's own accuracy p: a test set of n_val images cannot measure finer.
+     configuration's own accuracy p: a test set of n_val images cannot measure finer;
+  4. never less than what the runs themselves show: the scatter of single runs around a
+     smooth quadratic surface in (log lr, log wd), per optimizer (``polyfit``), pooled with
+     the replicates' scatter. Where runs are noisier than the prior says (a noisier task, a
+     smaller data set) the intervals widen with them; lack of fit can only widen them, never
+     narrow them. Used when it has at least ``MIN_FIT_DF`` degrees of freedom.
   The floor and the prior apply when values are accuracies in [0, 1]; for other metrics the
   pooled replicate sd is used and, with no replicates, the spread of the values cannot be
   told from noise, so the sd is reported as unknown (None) and every interval is None.
@@ -28,8 +33,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
+
+import numpy as np
+
+from sweeper.analysis import polyfit
 
 # One run of the tutorial CNN (10k training images, 4 epochs, 10k test images) differs from
 # another seed's by about 1.4 points (sd), so one run carries about 1 point of noise
@@ -38,6 +47,8 @@ PRIOR_SD = 0.01
 # How much the prior weighs against measured replicates, in degrees of freedom: the prior is
 # a measurement on this CNN, worth about ten seed pairs.
 PRIOR_DF = 10
+# Residual degrees of freedom a smooth fit needs before its scatter counts as evidence of noise.
+MIN_FIT_DF = 5
 # Test-set size assumed when the study does not record one: CIFAR-10's official test split.
 DEFAULT_N_VAL = 10_000
 # Two-sided 95% quantiles of Student's t (df 1-30, then 40, 60, 120): scipy.stats costs a
@@ -69,6 +80,72 @@ def t975(df: float) -> float:
     return Z975
 
 
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        for aa in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) (a, b > 0, 0 <= x <= 1)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    lead = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return lead * _betacf(a, b, x) / a
+    return 1.0 - lead * _betacf(b, a, 1.0 - x) / b
+
+
+def f_sf(x: float, d1: float, d2: float) -> float:
+    """P(F > x) for Snedecor's F with (d1, d2) degrees of freedom (d2 = inf: chi-square / d1)."""
+    if x <= 0:
+        return 1.0
+    if math.isinf(d2):  # chi-square with d1 df, through the F limit's beta form at large d2
+        d2 = 1e9
+    return betainc(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * x))
+
+
+def t_quantile(level: float, df: float) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom
+    (``t_quantile(0.95, df) == t975(df)`` to 1e-3), by bisection on ``f_sf`` (t^2 = F(1, df))."""
+    lo, hi = 0.0, 1.0
+    while f_sf(hi * hi, 1.0, df) > 1.0 - level:
+        hi *= 2.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if f_sf(mid * mid, 1.0, df) > 1.0 - level:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def normal_cdf(z: float) -> float:
+    """Phi(z), accurate in both tails (erfc)."""
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
 class Observation(NamedTuple):
     """One completed run: what the noise model needs to know about a trial."""
 
@@ -96,6 +173,9 @@ class Config(NamedTuple):
     numbers: tuple[int, ...]  # trial numbers, lowest first
     seeds: tuple[int, ...]
     values: tuple[float, ...]
+    # Of ``values``, how many (the last ones) are replicates queued after the search chose
+    # this configuration: runs whose value played no part in choosing it.
+    n_replicates: int = 0
 
 
 class NoiseModel(NamedTuple):
@@ -129,6 +209,29 @@ def floor_sd(p: float, n_val: int) -> float:
     return math.sqrt(p * (1.0 - p) / n_val)
 
 
+def _fit_scatter(groups: Mapping[tuple[str, str, str], Sequence[Observation]]) -> tuple[float, int]:
+    """The weighted residual sum of squares of configuration means around one quadratic
+    surface per optimizer (``polyfit.fit``), and its degrees of freedom, summed over optimizers."""
+    by_opt: dict[str, list[Sequence[Observation]]] = {}
+    for runs in groups.values():
+        head = runs[0]
+        if head.lr and head.weight_decay and head.lr > 0 and head.weight_decay > 0:
+            by_opt.setdefault(head.optimizer, []).append(runs)
+    ss, df = 0.0, 0
+    for configs in by_opt.values():
+        lr = [c[0].lr for c in configs]
+        wd = [c[0].weight_decay for c in configs]
+        u = polyfit.unit(lr, (min(lr), max(lr)))  # type: ignore[type-var, arg-type]
+        v = polyfit.unit(wd, (min(wd), max(wd)))  # type: ignore[type-var, arg-type]
+        y = np.array([sum(r.value for r in c) / len(c) for c in configs])
+        w = np.array([float(len(c)) for c in configs])
+        f = polyfit.fit(u, v, y, w)
+        if f is not None:
+            ss += f.rss
+            df += f.df
+    return ss, df
+
+
 def noise_model(
     observations: Iterable[Observation], *, maximize: bool = True, n_val: int | None = None
 ) -> NoiseModel:
@@ -153,10 +256,21 @@ def noise_model(
             pooled_df += len(runs) - 1
             n_rep += 1
     pooled = math.sqrt(ss / pooled_df) if pooled_df else None
+    fit_ss, fit_df = _fit_scatter(groups)
+    shown_df = pooled_df + fit_df
+    shown_sd = math.sqrt((ss + fit_ss) / shown_df) if fit_df and shown_df >= MIN_FIT_DF else None
     if accuracy:
         df: float = PRIOR_DF + pooled_df
         sd: float | None = math.sqrt((PRIOR_DF * PRIOR_SD**2 + ss) / df)
-        if pooled is not None:
+        if shown_sd is not None and sd is not None and shown_sd > sd:
+            sd, df = shown_sd, float(shown_df)
+            source = (
+                f"the runs' scatter: {100 * shown_sd:.2f} points per run around a smooth "
+                f"surface ({fit_df} df)"
+                + (f" and across seed replicates ({pooled_df} df)" if pooled_df else "")
+                + f", more than the prior {100 * PRIOR_SD:g} point"
+            )
+        elif pooled is not None:
             source = (
                 f"seed replicates: pooled sd {100 * pooled:.2f} points over {n_rep} replicated "
                 f"configurations ({pooled_df} df), combined with the prior "
@@ -177,6 +291,12 @@ def noise_model(
             if pooled is not None
             else "no seed replicates and not an accuracy: noise unknown"
         )
+        if shown_sd is not None and pooled is not None and shown_sd > pooled:
+            sd, df = shown_sd, float(shown_df)
+            source = (
+                "the runs' scatter around a smooth surface and across seeds: "
+                f"sd {shown_sd:.4g} ({shown_df} df)"
+            )
         assumed, n_val = False, None
     t = t975(df) if df >= 1 else math.inf
 
@@ -205,6 +325,7 @@ def noise_model(
                 numbers=tuple(r.number for r in runs),
                 seeds=tuple(r.seed for r in runs if r.seed is not None),
                 values=values,
+                n_replicates=sum(1 for r in runs if r.replicate_of is not None),
             )
         )
     sign = -1.0 if maximize else 1.0

@@ -22,6 +22,7 @@ from sweeper.errors import SweeperError, UsageError
 
 if TYPE_CHECKING:  # the heavy modules load only when a command runs, not for `sweeper --help`
     from sweeper.analysis.best import BestInfo
+    from sweeper.analysis.claims import Claim
     from sweeper.analysis.effects import Decomposition
     from sweeper.analysis.importance import ImportanceInfo
     from sweeper.analysis.noise import Config
@@ -175,15 +176,63 @@ def _config_row(c: Config) -> dict[str, Any]:
     }
 
 
+def _claim_row(c: Claim) -> dict[str, Any]:
+    return {
+        "subject": c.subject,
+        "optimizer": c.optimizer,
+        "kind": c.kind,
+        "effect": c.effect,
+        "ci95": [c.low, c.high] if c.low is not None else None,
+        "equivalence_bound": c.bound,
+        "p": c.p,
+        "level": c.level,
+        "margin": c.margin,
+        "range": list(c.span) if c.span else None,
+        "sentence": c.sentence,
+        "settle": c.settle or None,
+    }
+
+
 def best_rows(row: dict[str, Any], info: BestInfo) -> dict[str, Any]:
-    """``sweeper best --format json``: the best trial's row (keys unchanged: ``value``,
-    ``params``, ``number``, ``seed``, ``epochs_run``, ``provenance``...) plus what the noise
-    model allows one to say: ``configuration`` (the best configuration's mean over seeds, its
-    95% interval), ``noise``, ``within_noise`` (the indistinguishable set) and its ranges,
-    ``verdict`` and ``warnings``."""
+    """``sweeper best --format json``. The top level is the best *configuration*: ``value``
+    (its selection-corrected estimate), ``ci95``, ``params``, ``number`` (its first trial),
+    ``optimizer``; ``estimate`` says how it was corrected, ``configuration`` holds its plain
+    mean over seeds; ``best_run`` is the best single trial's row (``value``, ``params``,
+    ``number``, ``seed``, ``epochs_run``, ``provenance``...). Then ``claims`` (matters / does
+    not matter / inconclusive, each with its test), ``noise``, ``within_noise`` and its
+    ranges, ``verdict``, ``warnings``."""
+    from sweeper.analysis.best import optimism
+
     m = info.model
-    out = dict(row)
-    out["configuration"] = _config_row(info.best) if info.best is not None else None
+    out: dict[str, Any] = {}
+    best, est = info.best, info.estimate
+    if best is not None:
+        params: dict[str, Any] = {"lr": best.lr, "weight_decay": best.weight_decay}
+        if "optimizer" in row.get("params", {}):
+            params["optimizer"] = best.optimizer
+        out["value"] = est.estimate if est is not None else best.mean
+        out["ci95"] = [est.low, est.high] if est is not None else None
+        out["params"] = params
+        out["number"] = best.numbers[0]
+        out["optimizer"] = best.optimizer
+        out["estimate"] = (
+            {
+                "value": est.estimate,
+                "ci95": [est.low, est.high],
+                "raw_mean": est.raw,
+                "chosen_from": est.k,
+                "basis": est.basis,
+                "method": "hybrid winner's-curse interval (Andrews, Kitagawa & McCloskey)",
+                "optimism": optimism(info) or None,
+            }
+            if est is not None
+            else None
+        )
+    out["configuration"] = _config_row(best) if best is not None else None
+    out["best_run"] = dict(row)
+    out["claims"] = [_claim_row(c) for c in info.claims.claims]
+    out["claims_margin"] = info.claims.margin
+    out["claims_note"] = info.claims.note or None
     out["noise"] = {
         "sd_per_run": m.sd_run,
         "df": m.df,
@@ -193,8 +242,8 @@ def best_rows(row: dict[str, Any], info: BestInfo) -> dict[str, Any]:
         "n_val_assumed": m.n_val_assumed,
         "test_set_floor": (
             None
-            if info.best is None or m.n_val is None
-            else (info.best.mean * (1 - info.best.mean) / m.n_val) ** 0.5
+            if best is None or m.n_val is None
+            else (best.mean * (1 - best.mean) / m.n_val) ** 0.5
         ),
     }
     out["within_noise"] = [_config_row(c) for c in info.within]
@@ -209,11 +258,12 @@ def best_rows(row: dict[str, Any], info: BestInfo) -> dict[str, Any]:
 
 
 def best_table(out: dict[str, Any]) -> str:
-    """``sweeper best``'s table: the answer with its uncertainty first, then the best trial."""
+    """``sweeper best``'s table: the best configuration (corrected for selection) with its
+    interval first, then each claim and what would settle it, then the best single run."""
     conf = out["configuration"]
-    lines = [f"verdict: {out['verdict']}"]
+    lines = []
     if conf is not None:
-        ci = conf["ci95"]
+        ci = out["ci95"]
         where = (
             f"{conf['optimizer']} lr {conf['lr']:.4g}, wd {conf['weight_decay']:.4g}"
             if (conf["lr"] is not None and conf["weight_decay"] is not None)
@@ -221,10 +271,23 @@ def best_table(out: dict[str, Any]) -> str:
         )
         interval = f" (95% CI {ci[0]:.4f}..{ci[1]:.4f})" if ci else " (noise unknown)"
         seeds = ", ".join(str(s) for s in conf["seeds"]) or "not recorded"
+        est = out["estimate"]
+        basis = f", from {est['basis']}" if est and est["basis"] != "every run" else ""
         lines.append(
-            f"best configuration: {where}: mean {conf['mean']:.4f}{interval} over "
-            f"{conf['n_seeds']} seed{'s' if conf['n_seeds'] != 1 else ''} ({seeds})"
+            f"best configuration: {where}: {out['value']:.4f}{interval}, corrected for being "
+            f"chosen as the best of {est['chosen_from'] if est else 1}{basis}; its mean "
+            f"{conf['mean']:.4f} over {conf['n_seeds']} seed{'s' if conf['n_seeds'] != 1 else ''}"
+            f" ({seeds})"
         )
+        if est and est["optimism"]:
+            lines.append(f"  {est['optimism']}")
+    lines.append(f"claims (margin ±{100 * out['claims_margin']:g} points, 95% each):")
+    for c in out["claims"]:
+        lines.append(f"  {c['kind']:15s} {c['sentence']}")
+        if c["settle"]:
+            lines.append(f"  {'':15s} to settle it: {c['settle']}")
+    if out["claims_note"]:
+        lines.append(f"  note: {out['claims_note']}")
     lines.append(f"noise: {out['noise']['source']}")
     within = out["within_noise"]
     if len(within) > 1:
@@ -247,12 +310,13 @@ def best_table(out: dict[str, Any]) -> str:
             lines.append(f"  ... and {len(within) - 12} more (--format json lists them all)")
     lines += [f"warning: {w}" for w in out["warnings"]]
     lines.append("")
-    lines.append("best single trial:")
+    lines.append("best single run (its value is the top of many noisy runs: see above):")
     from sweeper.study import TRIAL_COLUMNS
 
     # The best trial's own row, as `sweeper trials` shows it (its failure reason aside).
-    flat = {k: v for k, v in out.items() if k in TRIAL_COLUMNS and k != "fail_reason"}
-    flat.update(out["provenance"])
+    run = out["best_run"]
+    flat = {k: v for k, v in run.items() if k in TRIAL_COLUMNS and k != "fail_reason"}
+    flat.update(run["provenance"])
     width = max(len(k) for k in flat)
     for key, value in flat.items():
         text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -261,7 +325,8 @@ def best_table(out: dict[str, Any]) -> str:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    """``sweeper best``: the best configuration with its uncertainty, and the best trial."""
+    """``sweeper best``: the best configuration with its uncertainty, the claims, and the best
+    single run."""
     from optuna.storages import RDBStorage
 
     from sweeper.dashboard.data import best_from_storage, best_of, snapshot
@@ -270,10 +335,11 @@ def cmd_best(args: argparse.Namespace) -> int:
     storage = _open(args)
     study = _load(storage, args.study)
     row = best_trial_row(study)  # raises the one-line error when nothing completed yet
+    margin = args.margin / 100.0  # points -> accuracy units
     if isinstance(storage, RDBStorage):  # only what the noise model needs, in one query
-        info = best_from_storage(study, storage)
+        info = best_from_storage(study, storage, margin)
     else:
-        info = best_of(snapshot(study))
+        info = best_of(snapshot(study), margin=margin)
     out = best_rows(row, info)
     if args.format == "json":
         print(json.dumps(out, indent=2, default=str))

@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.analysis import noise as nm
 from sweeper.analysis.best import BestInfo, best_info
+from sweeper.analysis.claims import MARGIN
 from sweeper.analysis.decay import (
     DEFAULT_TRAIN_SIZE,
     DecayCheck,
@@ -105,7 +106,9 @@ def snapshot(
     return _snapshot_of(study, trials)
 
 
-def best_from_storage(study: optuna.Study, storage: optuna.storages.RDBStorage) -> BestInfo:
+def best_from_storage(
+    study: optuna.Study, storage: optuna.storages.RDBStorage, margin: float = MARGIN
+) -> BestInfo:
     """``best_of(snapshot(study, storage))``, reading only what it needs: one row per
     COMPLETE or PRUNED trial (its value, lr, wd, optimizer, seed, replicate_of) in one
     indexed query (``fastread.read_runs``), no learning curves, no ``FrozenTrial``.
@@ -148,7 +151,20 @@ def best_from_storage(study: optuna.Study, storage: optuna.storages.RDBStorage) 
             st.lr_space or (min(adamw_lr), max(adamw_lr)),
             st.wd_space or (min(adamw_wd), max(adamw_wd)),
         )
-    return best_info(model, schedule=st.schedule, adamw_space=space)
+    n_pruned = sum(1 for row in rows if row[1] == TrialState.PRUNED)
+    return best_info(
+        model,
+        schedule=st.schedule,
+        adamw_space=space,
+        box=_claims_box(st),
+        margin=margin,
+        n_pruned=n_pruned,
+    )
+
+
+def _claims_box(st: Setup) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The space the claims speak of: the spec's, when it gives both ranges."""
+    return (st.lr_space, st.wd_space) if st.lr_space and st.wd_space else None
 
 
 def snapshot_guard(study: optuna.Study) -> optuna.Study:
@@ -393,10 +409,36 @@ def adamw_space(
     return st.lr_space or (min(lrs), max(lrs)), st.wd_space or (min(wds), max(wds))
 
 
-def best_of(snap: StudySnapshot, model: nm.NoiseModel | None = None) -> BestInfo:
-    """The best configuration, its indistinguishable set, the verdict and the decay warning."""
-    model = model or noise_of(snap)
-    return best_info(model, schedule=setup(snap).schedule, adamw_space=adamw_space(snap))
+def best_of(
+    snap: StudySnapshot, model: nm.NoiseModel | None = None, margin: float = MARGIN
+) -> BestInfo:
+    """The best configuration (selection-corrected), its indistinguishable set, the claims
+    (``analysis.claims``, over the spec's space), the verdict and the decay warning.
+    Computed once per snapshot and margin: every view of one report shares it."""
+    for trials, user_attrs, m, info in _BEST_MEMO:
+        if (
+            trials is snap.trials
+            and user_attrs is snap.user_attrs
+            and m == margin
+            and model is None
+        ):
+            return info
+    st = setup(snap)
+    n_pruned = sum(1 for t in snap.trials if t.state == TrialState.PRUNED)
+    info = best_info(
+        model or noise_of(snap),
+        schedule=st.schedule,
+        adamw_space=adamw_space(snap),
+        box=_claims_box(st),
+        margin=margin,
+        n_pruned=n_pruned,
+    )
+    if model is None:
+        _BEST_MEMO[:] = [(snap.trials, snap.user_attrs, margin, info)]
+    return info
+
+
+_BEST_MEMO: list[tuple[tuple[FrozenTrial, ...], Mapping[str, Any], float, BestInfo]] = []
 
 
 def _bounds(snap: StudySnapshot, name: str, seen: Sequence[float]) -> tuple[float, float]:

@@ -71,3 +71,27 @@ def test_values_that_are_not_accuracies_without_replicates_have_unknown_noise() 
     assert all(c.low is None for c in model.configs)
     assert model.configs[0].mean == 2.0  # minimise: the lowest first
     assert len(nm.indistinguishable(model)) == 2
+
+
+def test_runs_noisier_than_the_prior_widen_the_noise_through_their_scatter() -> None:
+    """48 single runs with 2 points of seed noise around a smooth surface and no replicates:
+    the prior alone (1 point) would make every interval half as wide as it should be. The
+    scatter around the per-optimizer quadratic (42 df) takes over; its estimate of a 2-point
+    sd has a relative sd of about 1/sqrt(2 * 42) = 11%, so 1.5..2.5 points holds it with
+    margin. With 0.3 points of noise the prior stays (lack of fit never narrows)."""
+    import numpy as np
+
+    def runs(sd: float) -> nm.NoiseModel:
+        rng = np.random.default_rng(7)
+        obs = []
+        for i in range(48):
+            u, v = rng.uniform(), rng.uniform()
+            value = 0.6 - 0.04 * (u - 0.5) ** 2 + sd * rng.standard_normal()
+            obs.append(nm.Observation(i, "adamw", 10 ** (u - 4), 10 ** (2 * v - 4), value))
+        return nm.noise_model(obs)
+
+    noisy = runs(0.02)
+    assert noisy.sd_run is not None and 0.015 < noisy.sd_run < 0.025
+    assert noisy.df == 42 and "scatter" in noisy.source
+    quiet = runs(0.003)
+    assert quiet.sd_run == nm.PRIOR_SD and "prior" in quiet.source

@@ -54,7 +54,7 @@ class RunningTrial:
     """A running trial: who runs it, how far it got, when it was last heard from."""
 
     number: int
-    worker: str | None  # "host:pid" (sweeper.work.attrs.WORKER); None before it was recorded
+    worker: str | None  # "host:pid" (sweeper.attrs.WORKER); None before it was recorded
     host: str | None
     epoch: int | None  # the last epoch it reported; None before its first
     heartbeat_age_s: float | None  # None: it never sent a heartbeat
@@ -114,9 +114,8 @@ def read_status(
     ``window_minutes`` (see the module docstring)."""
     from optuna.trial import TrialState
 
-    from sweeper import _optuna
+    from sweeper import _optuna, attrs
     from sweeper.study import Budget, stored_spec
-    from sweeper.work import attrs
     from sweeper.work.requeue import FAILED_TRIAL
 
     spec = stored_spec(study)

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper import attrs
 from sweeper.analysis import noise as nm
 from sweeper.analysis.best import BestInfo, best_info
 from sweeper.analysis.decay import (
@@ -41,7 +42,6 @@ from sweeper.analysis.decay import (
     schedule,
 )
 from sweeper.errors import UsageError
-from sweeper.work import attrs
 
 LR = "lr"
 WD = "weight_decay"

@@ -26,8 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import _optuna
-from sweeper.work import attrs
+from sweeper import _optuna, attrs
 
 # Optuna's names (optuna/storages/_callbacks.py), kept so its RetryFailedTrialCallback
 # helpers (retried_trial_number, retry_history) read our copies too.

@@ -236,7 +236,7 @@ def _numbers(numbers: list[int], total: int) -> str:
 
 def render(status: FleetStatus) -> list[str]:
     """The status as text lines (pure: no I/O)."""
-    from sweeper.cli import format_table
+    from sweeper.flags import format_table
 
     s = status
     name = one_line(s.study)
@@ -371,7 +371,7 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the fleet's status once, or every ``--watch`` seconds until Ctrl-C (exit 0)."""
-    from sweeper.cli import open_storage_for
+    from sweeper.flags import open_storage_for
     from sweeper.study import load_study
 
     if args.watch is not None and args.format == "json":

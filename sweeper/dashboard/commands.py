@@ -139,7 +139,7 @@ def _load(storage: Any, name: str) -> Any:
 
 
 def _snapshot(args: argparse.Namespace) -> Any:
-    from sweeper.dashboard.data import snapshot
+    from sweeper.snapshot import snapshot
 
     storage = _open(args)
     return snapshot(_load(storage, args.study), storage)
@@ -264,14 +264,15 @@ def cmd_best(args: argparse.Namespace) -> int:
     """``sweeper best``: the best configuration with its uncertainty, and the best trial."""
     from optuna.storages import RDBStorage
 
-    from sweeper.dashboard.data import best_from_storage, best_of, snapshot
+    from sweeper.analysis.study_model import best_of, best_of_runs
+    from sweeper.snapshot import runs_from_storage, snapshot
     from sweeper.study import best_trial_row
 
     storage = _open(args)
     study = _load(storage, args.study)
     row = best_trial_row(study)  # raises the one-line error when nothing completed yet
     if isinstance(storage, RDBStorage):  # only what the noise model needs, in one query
-        info = best_from_storage(study, storage)
+        info = best_of_runs(*runs_from_storage(study, storage))
     else:
         info = best_of(snapshot(study))
     out = best_rows(row, info)
@@ -453,7 +454,7 @@ def cmd_importance(args: argparse.Namespace) -> int:
     else:
         print(importance_table(snap.name, info))
     if args.plot is not None:
-        from sweeper.dashboard.figures import importance_figure
+        from sweeper.views.importance import importance_figure
 
         write_importance_plot(importance_figure(info), args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -22,8 +22,9 @@ from typing import Any
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from sweeper.dashboard.data import StudySnapshot, SummaryInfo
-from sweeper.dashboard.views import Panel, build_views, panels
+from sweeper.snapshot import StudySnapshot
+from sweeper.views.panels import Panel, build_views, panels
+from sweeper.views.summary import SummaryInfo
 
 # Plotly's modebar shows a logo linking to plotly.com; a page meant for offline use drops it.
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from sweeper.analysis import study_model
 from sweeper.analysis.decay import decay_check, schedule
-from sweeper.dashboard import data
 
 from .test_noise import snap_with_spec
 from .truths import (
@@ -22,7 +22,7 @@ from .truths import (
 
 def best_of(builder):  # type: ignore[no-untyped-def]
     trials, spec = builder()
-    return data.best_of(snap_with_spec(trials, spec))
+    return study_model.best_of(snap_with_spec(trials, spec))
 
 
 def test_split_grid_lr_matters_and_adamw_wd_does_not() -> None:
@@ -95,7 +95,7 @@ def test_a_sampler_that_moves_lr_and_wd_together_names_neither() -> None:
         _trial(i, lr, 10 * lr, 0.70 - 0.5 * math.log10(lr / 4.6e-4) ** 2, "adamw", ("adamw",))
         for i, lr in enumerate(lrs)
     ]
-    info = data.best_of(snap_with_spec(trials, spec("diagonal", sampler="tpe")))
+    info = study_model.best_of(snap_with_spec(trials, spec("diagonal", sampler="tpe")))
     _, wd = info.params
     assert wd.coverage is not None and wd.coverage < 0.75, "the set is narrow in wd"
     assert wd.matters is False, info.verdict

@@ -13,12 +13,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweeper._optuna.read import read_trials
 from sweeper.analysis.importance import importance_info
-from sweeper.dashboard import data
-from sweeper.dashboard.fastread import read_trials
-from sweeper.dashboard.views import build_views
+from sweeper.analysis.study_model import best_of, best_of_runs
 from sweeper.errors import UsageError
+from sweeper.snapshot import StudySnapshot, TrialPoint, from_trials, runs_from_storage, snapshot
 from sweeper.storage import open_storage
+from sweeper.views.curves import curves_info
+from sweeper.views.panels import build_views
+from sweeper.views.timeline import timeline_info
 
 from .factory import (
     SWEEP,
@@ -29,8 +32,8 @@ from .factory import (
 )
 
 
-def snap_of(*trials: optuna.trial.FrozenTrial, maximize: bool = True) -> data.StudySnapshot:
-    return data.from_trials(trials, name="t", maximize=maximize)
+def snap_of(*trials: optuna.trial.FrozenTrial, maximize: bool = True) -> StudySnapshot:
+    return from_trials(trials, name="t", maximize=maximize)
 
 
 def test_empty_study_gives_empty_views() -> None:
@@ -57,7 +60,7 @@ def test_one_trial() -> None:
     t = make_trial(0, lr=3e-4, wd=1e-3, curve={1: 0.4, 2: 0.55})
     views = build_views(snap_of(t))
     (panel,) = views.landscape.panels
-    assert panel.points == (data.TrialPoint(0, 3e-4, 1e-3, 0.55, "complete", 2, "adamw"),)
+    assert panel.points == (TrialPoint(0, 3e-4, 1e-3, 0.55, "complete", 2, "adamw"),)
     assert panel.surface is None and "1 completed trial:" in panel.note
     assert views.landscape.value_range == (0.55, 0.55)
     (dec,) = views.decoupling.panels
@@ -254,9 +257,9 @@ def test_running_trials_extend_to_the_snapshot_time() -> None:
     done = make_trial(0, lr=2e-4, wd=1e-3, curve={1: 0.5})
     running = make_trial(1, lr=3e-4, wd=1e-3, state=TrialState.RUNNING, curve={1: 0.45})
     snap = snap_of(done, running)
-    bars = {b.number: b for b in data.timeline_info(snap).bars}
+    bars = {b.number: b for b in timeline_info(snap).bars}
     assert bars[1].end == snap.taken_at and bars[1].state == "running"
-    assert [c.state for c in data.curves_info(snap).curves] == ["complete", "running"]
+    assert [c.state for c in curves_info(snap).curves] == ["complete", "running"]
 
 
 # ------------------------------------------------------------------ real PostgreSQL
@@ -265,8 +268,8 @@ def test_running_trials_extend_to_the_snapshot_time() -> None:
 def test_snapshot_reads_a_real_study(shared_url: str) -> None:
     storage = open_storage(shared_url)
     study = optuna.load_study(study_name=SWEEP, storage=storage)
-    fast = data.snapshot(study, storage)
-    slow = data.snapshot(study)
+    fast = snapshot(study, storage)
+    slow = snapshot(study)
     assert fast.trials == slow.trials and len(fast.trials) == 120
     assert fast.user_attrs["metric"] == "val_accuracy"
     states = {t.state for t in fast.trials}
@@ -331,7 +334,7 @@ def test_best_reads_less_and_answers_the_same(shared_url: str) -> None:
     storage = open_storage(shared_url)
     for name in ("cifar10-adamw", "adam-vs-adamw"):
         study = optuna.load_study(study_name=name, storage=storage)
-        assert data.best_from_storage(study, storage) == data.best_of(data.snapshot(study, storage))
+        assert best_of_runs(*runs_from_storage(study, storage)) == best_of(snapshot(study, storage))
 
 
 def test_multi_objective_studies_are_refused_in_one_line(storage_url: str) -> None:
@@ -339,4 +342,4 @@ def test_multi_objective_studies_are_refused_in_one_line(storage_url: str) -> No
         storage=storage_url, study_name="mo", directions=["maximize", "minimize"]
     )
     with pytest.raises(UsageError, match="has 2 objectives"):
-        data.snapshot(study)
+        snapshot(study)

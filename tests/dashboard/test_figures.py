@@ -8,17 +8,23 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeper.analysis.importance import importance_info
-from sweeper.dashboard import data, figures
-from sweeper.dashboard.views import build_views, panels
+from sweeper.snapshot import StudySnapshot, from_trials
+from sweeper.views.adam_vs_adamw import comparison_figure, comparison_info
+from sweeper.views.curves import curves_figure
+from sweeper.views.decoupling import decoupling_figure
+from sweeper.views.history import history_figure
+from sweeper.views.importance import importance_figure
+from sweeper.views.landscape import landscape_figure, landscape_info
+from sweeper.views.panels import build_views, panels
+from sweeper.views.style import BEST_COLOUR
+from sweeper.views.timeline import timeline_figure
 
 from .factory import make_trial, synthetic_trials
 
 
 @pytest.fixture(scope="module")
-def both() -> data.StudySnapshot:
-    return data.from_trials(
-        synthetic_trials(160, optimizers=("adamw", "adam"), epochs=4, n_failed=2)
-    )
+def both() -> StudySnapshot:
+    return from_trials(synthetic_trials(160, optimizers=("adamw", "adam"), epochs=4, n_failed=2))
 
 
 def traces(fig: go.Figure, name_part: str) -> list:
@@ -30,9 +36,9 @@ def axis_types(fig: go.Figure, prefix: str) -> set[str]:
     return {v.get("type") for k, v in layout.items() if k.startswith(prefix)}
 
 
-def test_landscape_log_axes_surface_uncertainty_and_pruned_epochs(both: data.StudySnapshot) -> None:
-    info = data.landscape_info(both)
-    fig = figures.landscape_figure(info)
+def test_landscape_log_axes_surface_uncertainty_and_pruned_epochs(both: StudySnapshot) -> None:
+    info = landscape_info(both)
+    fig = landscape_figure(info)
     assert axis_types(fig, "xaxis") == {"log"} and axis_types(fig, "yaxis") == {"log"}
     contours = [t for t in fig.data if t.type == "contour" and t.name == "GP mean"]
     assert len(contours) == 2  # one surface per optimizer
@@ -55,9 +61,9 @@ def test_landscape_log_axes_surface_uncertainty_and_pruned_epochs(both: data.Stu
     assert all(t.marker.symbol == "x-thin-open" for t in pruned)
 
 
-def test_comparison_shares_one_colour_scale(both: data.StudySnapshot) -> None:
-    info = data.comparison_info(both)
-    fig = figures.comparison_figure(info)
+def test_comparison_shares_one_colour_scale(both: StudySnapshot) -> None:
+    info = comparison_info(both)
+    fig = comparison_figure(info)
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
     assert len(heatmaps) == 2 and {t.coloraxis for t in heatmaps} == {"coloraxis"}
     assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == info.zrange
@@ -65,23 +71,23 @@ def test_comparison_shares_one_colour_scale(both: data.StudySnapshot) -> None:
     assert axis_types(fig, "xaxis") == {"log"}
 
 
-def test_decoupling_importance_curves_history_timeline(both: data.StudySnapshot) -> None:
+def test_decoupling_importance_curves_history_timeline(both: StudySnapshot) -> None:
     views = build_views(both)
-    dec = figures.decoupling_figure(views.decoupling)
+    dec = decoupling_figure(views.decoupling)
     assert "slope of log best-lr on log wd" in dec.layout.title.text
     assert axis_types(dec, "xaxis") == {"log"}
     bands = traces(dec, "best per band (bar: within noise)")
     assert len(bands) == 4  # 2 optimizers x 2 panels
     assert all(b.error_y.array is not None for b in bands)  # the range within noise
 
-    imp = figures.importance_figure(views.importance)
+    imp = importance_figure(views.importance)
     bars = [t for t in imp.data if t.type == "bar" and t.orientation == "h"]
     assert not [b for b in bars if b.name in ("PED-ANOVA", "fANOVA")]  # opt-in
     assert [a.text for a in imp.layout.annotations][:2] == [
         "per optimizer (95% bootstrap; ✱ more than noise)",
         "per epoch (pruned trials count)",
     ]
-    asked = figures.importance_figure(importance_info(both, ("ped-anova", "fanova")))
+    asked = importance_figure(importance_info(both, ("ped-anova", "fanova")))
     pooled = [t for t in asked.data if t.type == "bar" and t.name in ("PED-ANOVA", "fANOVA")]
     assert len(pooled) == 2 and all(b.xaxis == "x2" for b in pooled)
     assert all(set(b.y) == {"optimizer", "weight decay", "learning rate"} for b in pooled)
@@ -93,9 +99,9 @@ def test_decoupling_importance_curves_history_timeline(both: data.StudySnapshot)
         f"{o} {p}" for o in ("AdamW", "Adam") for p in ("learning rate", "weight decay")
     }
 
-    curves = figures.curves_figure(views.curves)
+    curves = curves_figure(views.curves)
     best = traces(curves, "best trial")
-    assert len(best) == 1 and best[0].line.color == figures.BEST_COLOUR
+    assert len(best) == 1 and best[0].line.color == BEST_COLOUR
     assert traces(curves, "pruned") and traces(curves, "where pruned")
     drawn = sum(
         int(np.isfinite(np.asarray(t.y, dtype=float)).sum())
@@ -104,17 +110,17 @@ def test_decoupling_importance_curves_history_timeline(both: data.StudySnapshot)
     )
     assert drawn == sum(len(c.values) for c in views.curves.curves)  # every report, once
 
-    hist = figures.history_figure(views.history)
+    hist = history_figure(views.history)
     assert list(traces(hist, "best so far")[0].y) == list(views.history.best_so_far)
 
-    timeline = figures.timeline_figure(views.timeline)
+    timeline = timeline_figure(views.timeline)
     assert timeline.layout.xaxis.type == "date"
     assert sum(len(t.y) for t in timeline.data) == len(views.timeline.bars)
     assert set(np.concatenate([t.y for t in timeline.data])) == set(views.timeline.workers)
 
 
 def test_every_figure_draws_an_empty_study_with_a_message() -> None:
-    for panel in panels(build_views(data.from_trials([]))):
+    for panel in panels(build_views(from_trials([]))):
         texts = [a.text for a in panel.figure.layout.annotations]
         assert len(panel.figure.data) == 0, panel.key
         assert texts and texts[0].lower().startswith("no "), (panel.key, texts)
@@ -127,6 +133,6 @@ def test_a_study_of_pruned_trials_only_still_shows_them() -> None:
         )
         for i in range(5)
     ]
-    fig = figures.landscape_figure(data.landscape_info(data.from_trials(trials)))
+    fig = landscape_figure(landscape_info(from_trials(trials)))
     assert sum(len(t.x) for t in traces(fig, "pruned trial")) == 10  # both panels
     assert not [t for t in fig.data if t.type == "contour"]

@@ -6,25 +6,29 @@ from __future__ import annotations
 import numpy as np
 from analysis.truths import flat_grid, grid_plus_probe, random_study, split_grid, uniform
 
-from sweeper.dashboard import data
-from sweeper.dashboard.views import build_views
+from sweeper.snapshot import from_trials
+from sweeper.views.adam_vs_adamw import HEATMAP_BINS, comparison_info
+from sweeper.views.decoupling import decoupling_info
+from sweeper.views.grid import grid_of
+from sweeper.views.landscape import landscape_info
+from sweeper.views.panels import build_views
 
 
 def snap(builder):  # type: ignore[no-untyped-def]
     trials, spec = builder()
-    return data.from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
+    return from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
 
 
 def test_a_random_study_never_becomes_a_grid() -> None:
     s = snap(random_study)
-    assert data.grid_of(s) is None
-    comp = data.comparison_info(s)
-    assert comp.binned and len(comp.lr) == data.HEATMAP_BINS and comp.off_grid == ()
+    assert grid_of(s) is None
+    comp = comparison_info(s)
+    assert comp.binned and len(comp.lr) == HEATMAP_BINS and comp.off_grid == ()
 
 
 def test_an_off_grid_probe_is_a_point_on_top_not_a_column() -> None:
     s = snap(grid_plus_probe)
-    comp = data.comparison_info(s)
+    comp = comparison_info(s)
     assert not comp.binned and comp.lr == (1e-4, 2.2e-4, 4.6e-4, 1e-3)
     assert comp.weight_decay == (1e-4, 1e-3, 1e-2, 1e-1)
     assert [p.number for p in comp.off_grid] == [32]
@@ -32,11 +36,11 @@ def test_an_off_grid_probe_is_a_point_on_top_not_a_column() -> None:
     assert (h.n_complete == 1).all()  # every cell filled, none squashed
     # Without a spec the grid is inferred the same way, the probe still off it.
     bare = s._replace(user_attrs={})
-    assert data.grid_of(bare) == ((1e-4, 2.2e-4, 4.6e-4, 1e-3), (1e-4, 1e-3, 1e-2, 1e-1))
+    assert grid_of(bare) == ((1e-4, 2.2e-4, 4.6e-4, 1e-3), (1e-4, 1e-3, 1e-2, 1e-1))
 
 
 def test_decoupling_on_a_flat_study_is_not_identifiable() -> None:
-    dec = data.decoupling_info(snap(flat_grid))
+    dec = decoupling_info(snap(flat_grid))
     (p,) = dec.panels
     assert p.slope is None and p.slope_note.startswith("not identifiable")
     assert all(b.flat and b.n_within == 4 for b in p.lr_by_wd)
@@ -44,7 +48,7 @@ def test_decoupling_on_a_flat_study_is_not_identifiable() -> None:
 
 
 def test_decoupling_slope_comes_with_an_interval() -> None:
-    dec = data.decoupling_info(snap(split_grid))
+    dec = decoupling_info(snap(split_grid))
     for p in dec.panels:
         assert p.slope is not None and abs(p.slope) < 1e-9
         assert p.slope_low is not None and p.slope_high is not None
@@ -56,11 +60,11 @@ def test_decoupling_slope_comes_with_an_interval() -> None:
 
 
 def test_landscape_marks_the_region_within_noise_of_its_peak() -> None:
-    land = data.landscape_info(snap(flat_grid))
+    land = landscape_info(snap(flat_grid))
     (p,) = land.panels
     assert p.surface is not None and p.surface.within is not None
     assert p.surface.within.all()  # flat within noise: everywhere could be the best
-    land = data.landscape_info(snap(split_grid))
+    land = landscape_info(snap(split_grid))
     adam = next(x for x in land.panels if x.optimizer == "adam")
     assert adam.surface is not None and adam.surface.within is not None
     assert 0.05 < adam.surface.within.mean() < 0.3  # Adam's good region: low wd only

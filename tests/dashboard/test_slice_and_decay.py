@@ -9,21 +9,24 @@ import numpy as np
 from analysis.truths import random_study, replicated, split_grid
 from optuna.trial import TrialState
 
-from sweeper.dashboard import data, figures
+from sweeper.analysis.study_model import best_of
+from sweeper.snapshot import from_trials
+from sweeper.views.effective_decay import effective_decay_figure, effective_decay_info
+from sweeper.views.slices import slice_figure, slice_info
 
 from .factory import make_trial
 
 
 def snap(builder):  # type: ignore[no-untyped-def]
     trials, spec = builder()
-    return data.from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
+    return from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
 
 
 # ----------------------------------------------------------------------------------- slices
 
 
 def test_slice_collapses_replicates_into_one_point_with_its_interval() -> None:
-    info = data.slice_info(snap(replicated))
+    info = slice_info(snap(replicated))
     # Three replicated configurations (3 seeds each) and three single runs: six points.
     assert len(info.configs) == 6 and info.n_replicated == 3
     top = next(c for c in info.configs if (c.lr, c.weight_decay) == (4.6e-4, 1e-3))
@@ -43,8 +46,8 @@ def test_slice_collapses_replicates_into_one_point_with_its_interval() -> None:
 
 
 def test_slice_figure_draws_error_bars_only_on_replicated_configurations() -> None:
-    info = data.slice_info(snap(replicated))
-    fig = figures.slice_figure(info)
+    info = slice_info(snap(replicated))
+    fig = slice_figure(info)
     singles = [t for t in fig.data if t.name == "single run"]
     reps = [t for t in fig.data if t.name.startswith("mean of seed replicates")]
     assert len(singles) == 2 and len(reps) == 2  # vs lr and vs wd
@@ -65,11 +68,11 @@ def test_slice_figure_draws_error_bars_only_on_replicated_configurations() -> No
 
 
 def test_slice_per_optimizer_on_the_split_grid() -> None:
-    info = data.slice_info(snap(split_grid))
+    info = slice_info(snap(split_grid))
     assert info.optimizers == ("adamw", "adam")
     assert len(info.configs) == 32 and info.n_replicated == 0
     assert [c.optimizer for c in info.configs[:16]] == ["adamw"] * 16
-    fig = figures.slice_figure(info)
+    fig = slice_figure(info)
     assert len(fig.data) == 4  # 2 optimizers x 2 panels, single runs only
     assert all(t.error_y.array is None for t in fig.data)
 
@@ -77,8 +80,8 @@ def test_slice_per_optimizer_on_the_split_grid() -> None:
 def test_slice_leaves_pruned_trials_out_and_counts_them() -> None:
     trials, spec = random_study()
     pruned = make_trial(99, lr=3e-4, wd=1e-3, state=TrialState.PRUNED, curve={1: 0.2})
-    s = data.from_trials([*trials, pruned])._replace(user_attrs={"spec": spec})
-    info = data.slice_info(s)
+    s = from_trials([*trials, pruned])._replace(user_attrs={"spec": spec})
+    info = slice_info(s)
     assert len(info.configs) == 10 and info.n_pruned == 1
     assert 99 not in {n for c in info.configs for n in c.numbers}
 
@@ -88,17 +91,17 @@ def test_slice_leaves_pruned_trials_out_and_counts_them() -> None:
 
 def test_effective_decay_places_configurations_at_their_memory() -> None:
     s = snap(replicated)
-    info = data.effective_decay_info(s)
+    info = effective_decay_info(s)
     # The spec: 10,000 training images, batch 32 -> 313 steps per epoch, 4 epochs.
     assert (info.steps_per_epoch, info.epochs, info.assumed) == (313, 4, "")
     assert len(info.configs) == 6 and info.left_out == ()
     top = next(i for i, c in enumerate(info.configs) if (c.lr, c.weight_decay) == (4.6e-4, 1e-3))
     assert math.isclose(info.memory[top], 1 / (4.6e-4 * 1e-3 * 313))  # 6,945 epochs
     # The check is the one `sweeper best` prints, on the same box: not written twice.
-    assert info.check == data.best_of(s).decay
+    assert info.check == best_of(s).decay
     assert info.check is not None and info.check.warning is not None
     assert math.isclose(info.check.max_shrink, 1 - (1 - 1e-3 * 1e-2) ** (4 * 313))  # 1.2%
-    fig = figures.effective_decay_figure(info)
+    fig = effective_decay_figure(info)
     assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.type == "log"
     # Decade ticks only, labelled as numbers a reader says: 1, 10, 100, 1k, 10k, 100k.
     assert list(fig.layout.yaxis.ticktext) == ["1", "10", "100", "1k", "10k", "100k"]
@@ -110,16 +113,16 @@ def test_effective_decay_places_configurations_at_their_memory() -> None:
 
 
 def test_effective_decay_leaves_adam_out_and_says_why() -> None:
-    info = data.effective_decay_info(snap(split_grid))
+    info = effective_decay_info(snap(split_grid))
     assert info.left_out == ("adam",)
     assert len(info.configs) == 16 and {c.optimizer for c in info.configs} == {"adamw"}
     assert info.wd_bounds == (1e-4, 1e-1)
-    fig = figures.effective_decay_figure(info)
+    fig = effective_decay_figure(info)
     assert "Adam left out" in fig.layout.annotations[0].text
     trials, spec = split_grid()
     adam_only = [t for t in trials if t.user_attrs["optimizer"] == "adam"]
-    empty = figures.effective_decay_figure(
-        data.effective_decay_info(data.from_trials(adam_only)._replace(user_attrs={"spec": spec}))
+    empty = effective_decay_figure(
+        effective_decay_info(from_trials(adam_only)._replace(user_attrs={"spec": spec}))
     )
     assert len(empty.data) == 0
     assert "coupled L2" in empty.layout.annotations[0].text
@@ -127,9 +130,9 @@ def test_effective_decay_leaves_adam_out_and_says_why() -> None:
 
 def test_effective_decay_without_a_spec_assumes_and_says_so() -> None:
     trials, _ = random_study()
-    info = data.effective_decay_info(data.from_trials(trials))
+    info = effective_decay_info(from_trials(trials))
     # CIFAR-10's 50,000 images at batch 32; epochs from the trials (each reported 2).
     assert (info.steps_per_epoch, info.epochs) == (1563, 2)
     assert info.assumed.startswith("schedule not recorded") and info.check is None
-    fig = figures.effective_decay_figure(info)
+    fig = effective_decay_figure(info)
     assert "schedule not recorded" in fig.layout.annotations[0].text

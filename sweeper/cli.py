@@ -291,8 +291,8 @@ def _work(args: argparse.Namespace, storage: Any, study: Any, budget: int | None
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    """Print the best configuration with its uncertainty (sweeper.dashboard.commands)."""
-    from sweeper.dashboard.commands import cmd_best as best
+    """Print the best configuration with its uncertainty (sweeper.dashboard.view_commands)."""
+    from sweeper.dashboard.view_commands import cmd_best as best
 
     return best(args)
 
@@ -448,9 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_extensions(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     from sweeper.cluster import slurm, status
-    from sweeper.dashboard import commands
+    from sweeper.dashboard import view_commands
 
-    commands.register(sub, parents)
+    view_commands.register(sub, parents)
     slurm.register(sub, parents)
     status.register(sub, parents)
 

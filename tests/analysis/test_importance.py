@@ -196,6 +196,6 @@ def test_uniform_values_give_notes_not_errors() -> None:
 
 
 def test_the_cli_names_the_same_evaluators() -> None:
-    from sweeper.dashboard.commands import EVALUATOR_NAMES
+    from sweeper.dashboard.view_commands import EVALUATOR_NAMES
 
     assert EVALUATOR_NAMES == EVALUATORS

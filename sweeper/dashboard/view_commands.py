@@ -1,4 +1,4 @@
-"""The views' subcommands: ``sweeper report``, ``sweeper importance``, ``sweeper dashboard``.
+"""The views' subcommands: ``sweeper best``, ``report``, ``importance`` and ``dashboard``.
 
 ``register(subparsers, parents)`` adds them to the CLI's parser; each handler takes the
 parsed arguments, returns the exit code, and raises ``UsageError`` (bad input, exit 2) or
@@ -309,7 +309,7 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
     ``ped_anova`` and ``fanova`` are null and ``per_epoch`` empty unless the pooled
     evaluators were asked for; ``pooled_evaluators`` says which ran and how to ask.
     """
-    from sweeper.analysis import importance as imp
+    from sweeper.analysis import importance
 
     return {
         "params": list(info.params),
@@ -337,10 +337,10 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
             for e in info.per_epoch_by_optimizer
         ],
         "settings": {
-            "ped_anova_top_quantile": imp.PED_TOP_QUANTILE,
-            "fanova_trees": imp.FANOVA_TREES,
-            "fanova_max_depth": imp.FANOVA_DEPTH,
-            "fanova_seed": imp.FANOVA_SEED,
+            "ped_anova_top_quantile": importance.PED_TOP_QUANTILE,
+            "fanova_trees": importance.FANOVA_TREES,
+            "fanova_max_depth": importance.FANOVA_DEPTH,
+            "fanova_seed": importance.FANOVA_SEED,
             "log10_params": ["lr", "weight_decay"],
         },
     }

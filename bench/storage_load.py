@@ -45,12 +45,11 @@ from typing import Any
 import optuna
 import sqlalchemy
 
-from sweeper import _optuna
+from sweeper import _optuna, attrs
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.spec import StudySpec, parse_spec
 from sweeper.storage import open_storage
 from sweeper.study import Budget, best_trial_row, create_or_load, load_study, stored_spec
-from sweeper.work import attrs
 from sweeper.work.requeue import reap
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

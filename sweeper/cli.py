@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import sys
 import traceback
@@ -25,6 +24,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sweeper.errors import SweeperError, UsageError, one_line
+from sweeper.flags import (
+    check_folder,
+    device_flag,
+    format_table,
+    int_at_least,
+    margin_points,
+    open_storage_for,
+    start_embedded,
+    storage_url,
+)
 from sweeper.spec import MAX_INT, MAX_PACK  # flag bounds shared with the spec's keys
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,26 +47,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # -- output ----------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return one_line(str(value))  # a stored name with a newline must not break the table
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows of dicts as an aligned text table."""
-    if not rows:
-        return "(none)"
-    cols = list(columns or rows[0].keys())
-    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines)
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> None:
@@ -74,46 +63,6 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] | None = N
 
 
 # -- shared helpers --------------------------------------------------------------------------
-
-
-def storage_url(args: argparse.Namespace, announce: bool = False) -> str:
-    """The storage URL by precedence: ``--storage`` > ``$SWEEPER_STORAGE`` > the embedded
-    server (started if needed; with ``announce``, one line says so)."""
-    from sweeper.storage import ENV_VAR, normalise_url, redact
-
-    given = args.storage or os.environ.get(ENV_VAR)
-    if given:
-        return normalise_url(given)
-    from sweeper.embedded import EmbeddedPostgres
-
-    server = EmbeddedPostgres()
-    check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
-    url = _start_embedded(server)
-    if announce:
-        print(
-            f"storage: embedded PostgreSQL {redact(url)} (data in {server.data_dir})",
-            file=sys.stderr,
-        )
-    return url
-
-
-def _start_embedded(server: Any) -> str:
-    """Start (or reuse) the embedded server; a start that takes a while says so on stderr
-    (the first one creates its database cluster: a few seconds)."""
-    from sweeper.work.progress import Progress
-
-    with Progress().waiting(
-        f"starting the embedded PostgreSQL in {server.data_dir} "
-        "(its first start creates the database: a few seconds)"
-    ):
-        return str(server.start())
-
-
-def open_storage_for(args: argparse.Namespace, options: Any = None, announce: bool = False) -> Any:
-    """The storage the user asked for (``storage_url``), opened with ``options``."""
-    from sweeper.storage import open_storage
-
-    return open_storage(storage_url(args, announce), options)
 
 
 def _study_for(args: argparse.Namespace) -> Any:
@@ -207,17 +156,6 @@ def _check_device(device: str, where: str) -> None:
     index = int(device.partition(":")[2] or 0)
     if index >= count:
         raise UsageError(f"{where}: this host has {count} CUDA GPUs (cuda:0 to cuda:{count - 1})")
-
-
-def check_folder(folder: Path, where: str) -> None:
-    """``folder`` is a writable directory, or can be made one (its nearest parent is)."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"{where} {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{where} {folder}: {existing} is not writable")
 
 
 def _launch(args: argparse.Namespace, spec: Any, storage_url: str) -> int:
@@ -354,8 +292,8 @@ def _work(args: argparse.Namespace, storage: Any, study: Any, budget: int | None
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    """Print the best configuration with its uncertainty (sweeper.dashboard.commands)."""
-    from sweeper.dashboard.commands import cmd_best as best
+    """Print the best configuration with its uncertainty (sweeper.dashboard.view_commands)."""
+    from sweeper.dashboard.view_commands import cmd_best as best
 
     return best(args)
 
@@ -384,7 +322,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     server = EmbeddedPostgres()
     check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
     if args.action == "start":
-        print(_start_embedded(server))
+        print(start_embedded(server))
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
     elif args.action == "url":
@@ -401,42 +339,6 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
-
-
-def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: an integer in ``low..high`` (no upper bound when None)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"in {low}..{high}"
-            raise argparse.ArgumentTypeError(f"must be an integer {bounds} (got {text!r})")
-        return value
-
-    return parse
-
-
-def margin_points(text: str) -> float:
-    """An argparse ``type``: a margin in accuracy points, a finite number in (0, 100]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= 100):
-        raise argparse.ArgumentTypeError(f"must be a number of points in (0, 100] (got {text!r})")
-    return value
-
-
-def device_flag(text: str) -> str:
-    """An argparse ``type``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (existence not checked)."""
-    from sweeper.spec import DEVICE_PATTERN
-
-    if not DEVICE_PATTERN.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N (got {text!r})")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -559,9 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_extensions(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     from sweeper.cluster import slurm, status
-    from sweeper.dashboard import commands
+    from sweeper.dashboard import view_commands
 
-    commands.register(sub, parents)
+    view_commands.register(sub, parents)
     slurm.register(sub, parents)
     status.register(sub, parents)
 

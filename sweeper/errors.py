@@ -8,8 +8,17 @@ from outside (stored study names, file names, driver messages) from breaking a m
 """
 
 
-def one_line(text: str) -> str:
-    """``text`` with newlines, tabs, NUL and other unprintable characters escaped (``\\n``)."""
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` on one line.
+
+    Without ``limit``: newlines, tabs, NUL and other unprintable characters escaped
+    (``\\n``), so a message shows exactly what was stored. With ``limit`` (prose shown in a
+    table, such as a failure reason): runs of whitespace folded to one space and the line cut
+    to at most ``limit`` characters, ending in "…" when cut.
+    """
+    if limit is not None:
+        line = " ".join(text.split())
+        return line if len(line) <= limit else line[: limit - 1] + "…"
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

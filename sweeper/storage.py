@@ -35,8 +35,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import optuna
@@ -45,6 +45,9 @@ from sqlalchemy.engine import URL, make_url
 
 from sweeper.errors import SweeperError, UsageError
 from sweeper.spec import StorageSpec
+
+if TYPE_CHECKING:
+    from sweeper.embedded import EmbeddedPostgres
 
 ENV_VAR = "SWEEPER_STORAGE"
 DRIVER = "postgresql+psycopg2"
@@ -160,8 +163,11 @@ def normalise_url(url: str) -> str:
     return parsed.set(drivername=DRIVER).render_as_string(hide_password=False)
 
 
-def resolve_url(flag: str | None) -> str:
-    """The storage URL by precedence: ``flag`` > ``$SWEEPER_STORAGE`` > embedded server."""
+def resolve_url(
+    flag: str | None, start_embedded: Callable[[EmbeddedPostgres], str] | None = None
+) -> str:
+    """The storage URL by precedence: ``flag`` > ``$SWEEPER_STORAGE`` > embedded server,
+    started by ``start_embedded`` when given (the CLI checks its folder and reports first)."""
     if flag:
         return normalise_url(flag)
     env = os.environ.get(ENV_VAR)
@@ -169,7 +175,8 @@ def resolve_url(flag: str | None) -> str:
         return normalise_url(env)
     from sweeper.embedded import EmbeddedPostgres
 
-    return EmbeddedPostgres().start()
+    server = EmbeddedPostgres()
+    return start_embedded(server) if start_embedded is not None else server.start()
 
 
 def _first_line(err: BaseException) -> str:

@@ -35,11 +35,10 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import _optuna
+from sweeper import _optuna, attrs
 from sweeper.errors import SweeperError, UsageError, one_line
 from sweeper.spec import StudySpec, grid_points, spec_from_dict, spec_to_dict
 from sweeper.storage import exclusive, redact
-from sweeper.work import attrs
 
 SPEC_ATTR = attrs.SPEC
 FAIL_REASON_ATTR = attrs.FAIL_REASON

@@ -41,6 +41,20 @@ def storage_url(pg_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def shared_url(pg_server: str) -> Iterator[str]:
+    """A fresh database, read-only for the tests, holding the sweep and the Adam-vs-AdamW grid
+    (``dashboard/factory.py``). Most view and dashboard tests only read a study, so they share
+    it; a test that writes to a study uses ``storage_url`` instead."""
+    from dashboard.factory import add_grid, add_sweep
+    from pgtools import fresh_database
+
+    with fresh_database(pg_server, prefix="dash") as url:
+        add_sweep(url)
+        add_grid(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
 def tiny_official(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny learnable data set in the official CIFAR-10 python-batch layout."""
     from tinydata import write_official

@@ -40,10 +40,11 @@ from kustomize_lite import (
     split_image,
 )
 
+from sweeper import attrs
 from sweeper.errors import UsageError
 from sweeper.spec import load_spec
 from sweeper.storage import MAX_OVERFLOW, POOL_SIZE, normalise_url, secrets_in
-from sweeper.work import attrs, checkpoints, provenance
+from sweeper.work import checkpoints, provenance
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

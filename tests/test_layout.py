@@ -1,18 +1,137 @@
 """The house rules that a reader checks by eye, checked by the suite.
 
-- Optuna's internals are reached from one module only, ``sweeper/_optuna.py``: no other
-  module imports an underscore module of Optuna or reads a private attribute of an Optuna
-  object (``_storage``, ``_trial_id``, ``_study_id``, ``_backend``).
+- The floors: a module imports only from its own floor or below (``FLOORS``, lowest first,
+  as docs/ARCHITECTURE.md draws them), and no chain of imports comes back to where it
+  started. Every import counts, also one inside a function or under ``TYPE_CHECKING``.
+- Optuna's internals are reached from one place only, the door ``sweeper/_optuna/``: no
+  other module imports an underscore module of Optuna or reads a private attribute of an
+  Optuna object (``_storage``, ``_trial_id``, ``_study_id``, ``_backend``).
+- One room per view: each module under ``sweeper/views/`` stays under 600 lines.
 - A trial's life is written once: one worker module and one trainer module.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sweeper"
-DOOR = PACKAGE / "_optuna.py"
+DOOR = PACKAGE / "_optuna"
+# Lowest first. A name is a top-level module or package of sweeper ("sweeper" itself: the
+# package's __init__, which holds only the version).
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("sweeper", "errors", "attrs"),
+    ("_optuna",),
+    ("optim",),
+    ("spec", "embedded"),
+    ("storage",),
+    ("snapshot",),
+    ("analysis",),
+    ("train",),
+    ("study",),
+    ("work",),
+    ("flags",),
+    ("views",),
+    ("dashboard",),
+    ("cluster",),
+    ("cli",),
+)
+MAX_VIEW_LINES = 600
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its ``__init__``)."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` for every import of a sweeper module in ``path``."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            # ``from sweeper.views import landscape`` imports the submodule, not the package.
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
+        else:
+            continue
+        for target in targets:
+            if target == "sweeper" or target.startswith("sweeper."):
+                yield node.lineno, target
+
+
+def _floor(module: str) -> int:
+    top = module.split(".")[1] if "." in module else module
+    for level, names in enumerate(FLOORS):
+        if top in names:
+            return level
+    raise AssertionError(f"{module} is on no floor: add it to FLOORS (and to the picture)")
+
+
+def _graph() -> dict[str, dict[str, int]]:
+    modules = _modules()
+    return {
+        name: {target: line for line, target in _imports(name, path, modules)}
+        for name, path in modules.items()
+    }
+
+
+def test_no_module_imports_from_a_higher_floor() -> None:
+    upward = [
+        f"{name}:{line} imports {target} (floor {_floor(target)} above {_floor(name)})"
+        for name, targets in _graph().items()
+        for target, line in targets.items()
+        if _floor(target) > _floor(name)
+    ]
+    assert not upward, "imports that run up a floor:\n" + "\n".join(upward)
+
+
+def test_no_import_circle() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    circles: list[str] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in graph.get(name, {}):
+            if target == name or target not in graph:
+                continue
+            if state.get(target) == 1:
+                circles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif state.get(target) is None:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def test_each_view_is_one_room_of_bounded_size() -> None:
+    views = sorted((PACKAGE / "views").glob("*.py"))
+    assert len(views) >= 10, [p.name for p in views]
+    too_long = {
+        p.name: n for p in views if (n := len(p.read_text().splitlines())) >= MAX_VIEW_LINES
+    }
+    assert not too_long, too_long
+    for gone in ("dashboard/data.py", "dashboard/figures.py", "dashboard/views.py"):
+        assert not (PACKAGE / gone).exists(), gone
+
+
 OPTUNA_PRIVATE_ATTRS = {"_storage", "_trial_id", "_study_id", "_backend", "_cached_frozen_trial"}
 
 
@@ -43,13 +162,12 @@ def test_optuna_internals_are_reached_only_through_the_door() -> None:
     reaches = [
         reach
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path != DOOR
+        if DOOR not in path.parents
         for reach in _optuna_reaches(path)
     ]
-    assert not reaches, "reach Optuna's internals through sweeper/_optuna.py:\n" + "\n".join(
-        reaches
-    )
-    assert _optuna_reaches(DOOR), "the door itself should hold the reaches this test looks for"
+    assert not reaches, "reach Optuna's internals through sweeper/_optuna/:\n" + "\n".join(reaches)
+    door = [reach for path in sorted(DOOR.glob("*.py")) for reach in _optuna_reaches(path)]
+    assert door, "the door itself should hold the reaches this test looks for"
 
 
 def test_a_trial_s_life_is_written_once() -> None:

@@ -314,15 +314,14 @@ def claims(
                 )
             continue
         out += _param_claims(prepared[name], sd, model.df, level, margin, box, accuracy, rng)
-    names = list(prepared)
-    for other in names[1:]:
+    for name in names[1:]:
         out.append(
             _optimizer_claim(
-                prepared[names[0]], prepared[other], sd, model.df, level, margin, accuracy
+                prepared[names[0]], prepared[name], sd, model.df, level, margin, accuracy
             )
         )
-    for ref, other, k in pairs:
-        out.append(_optimizer_interaction(ref, other, k, sd, model.df, level, margin))
+    for ref, against, k in pairs:
+        out.append(_optimizer_interaction(ref, against, k, sd, model.df, level, margin))
     return Claims(tuple(out), margin, note, accuracy)
 
 

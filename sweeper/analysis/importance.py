@@ -49,14 +49,8 @@ from threadpoolctl import threadpool_limits
 from sweeper.analysis.claims import mark_shares
 from sweeper.analysis.effects import Decomposition, decompose, decompose_optimizers
 from sweeper.analysis.noise import floor_sd
-from sweeper.dashboard.data import (
-    StudySnapshot,
-    curve_of,
-    final_value,
-    noise_of,
-    optimizer_of,
-    trial_points,
-)
+from sweeper.analysis.study_model import best_of, noise_of
+from sweeper.snapshot import StudySnapshot, curve_of, final_value, optimizer_of, trial_points
 
 FANOVA_TREES = 16
 FANOVA_DEPTH = 6
@@ -355,7 +349,8 @@ def _per_optimizer(
     snap: StudySnapshot, names: Sequence[str], epochs: Sequence[int]
 ) -> tuple[tuple[tuple[str, Decomposition], ...], Decomposition | None, tuple[EpochShares, ...]]:
     """lr / wd shares with intervals per optimizer, across optimizers, and per epoch."""
-    from sweeper.dashboard.data import LR, WD, _bounds, best_of
+    from sweeper.snapshot import LR, WD
+    from sweeper.snapshot import axis_bounds as _bounds
 
     points = trial_points(snap)
     if not points:

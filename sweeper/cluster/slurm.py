@@ -315,7 +315,7 @@ def _device_for(args: argparse.Namespace, spec_device: str, where: str) -> str |
 
 def job_from_args(args: argparse.Namespace, spec: Any) -> ArrayJob:
     """The ``ArrayJob`` the command line asks for, every flag checked (``UsageError``)."""
-    from sweeper.cli import check_folder
+    from sweeper.flags import check_folder
     from sweeper.work.checkpoints import default_root
 
     device = _device_for(args, spec.training.device, f"{args.spec}: [training] device")
@@ -342,7 +342,7 @@ def job_from_args(args: argparse.Namespace, spec: Any) -> ArrayJob:
 
 def cmd_slurm(args: argparse.Namespace) -> int:
     """Create (or load) the spec's study and submit one job array of workers."""
-    from sweeper.cli import storage_url
+    from sweeper.flags import storage_url
     from sweeper.spec import load_spec
     from sweeper.storage import normalise_url, open_storage, redact
     from sweeper.study import create_or_load
@@ -387,7 +387,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``slurm`` to the CLI's ``subparsers``."""
-    from sweeper.cli import device_flag, int_at_least
+    from sweeper.flags import device_flag, int_at_least
     from sweeper.spec import MAX_PACK
 
     slurm = subparsers.add_parser(

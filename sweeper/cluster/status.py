@@ -54,7 +54,7 @@ class RunningTrial:
     """A running trial: who runs it, how far it got, when it was last heard from."""
 
     number: int
-    worker: str | None  # "host:pid" (sweeper.work.attrs.WORKER); None before it was recorded
+    worker: str | None  # "host:pid" (sweeper.attrs.WORKER); None before it was recorded
     host: str | None
     epoch: int | None  # the last epoch it reported; None before its first
     heartbeat_age_s: float | None  # None: it never sent a heartbeat
@@ -114,9 +114,8 @@ def read_status(
     ``window_minutes`` (see the module docstring)."""
     from optuna.trial import TrialState
 
-    from sweeper import _optuna
+    from sweeper import _optuna, attrs
     from sweeper.study import Budget, stored_spec
-    from sweeper.work import attrs
     from sweeper.work.requeue import FAILED_TRIAL
 
     spec = stored_spec(study)
@@ -237,7 +236,7 @@ def _numbers(numbers: list[int], total: int) -> str:
 
 def render(status: FleetStatus) -> list[str]:
     """The status as text lines (pure: no I/O)."""
-    from sweeper.cli import format_table
+    from sweeper.flags import format_table
 
     s = status
     name = one_line(s.study)
@@ -372,7 +371,7 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the fleet's status once, or every ``--watch`` seconds until Ctrl-C (exit 0)."""
-    from sweeper.cli import open_storage_for
+    from sweeper.flags import open_storage_for
     from sweeper.study import load_study
 
     if args.watch is not None and args.format == "json":

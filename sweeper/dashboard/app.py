@@ -45,11 +45,12 @@ import plotly.io as pio
 from optuna.storages import RDBStorage
 
 from sweeper.dashboard.config import DashboardConfig
-from sweeper.dashboard.data import snapshot, summary_info
 from sweeper.dashboard.report import PAGE_CSS, PLOTLY_CONFIG, summary_html
-from sweeper.dashboard.views import build_views, panels
 from sweeper.errors import SweeperError, UsageError, one_line
+from sweeper.snapshot import snapshot
 from sweeper.spec import study_name_problem
+from sweeper.views.panels import build_views, panels
+from sweeper.views.summary import summary_info
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
@@ -77,8 +78,8 @@ class _Cached:
 class StudySource:
     """Loads studies from one storage and turns them into the page's JSON, with caching.
 
-    Each poll asks PostgreSQL for the study's fingerprint (``fastread.fingerprint``: a few
-    ms at 50,000 trials). Only when it changed are the trials read again (``fastread``, one
+    Each poll asks PostgreSQL for the study's fingerprint (``_optuna.read.fingerprint``: a few
+    ms at 50,000 trials). Only when it changed are the trials read again (``_optuna.read``, one
     consistent pass) and the views rebuilt, in a background thread: the poll waits for the
     new payload up to ``POLL_WAIT_S`` and otherwise answers with the last one (or, before
     the first, with the summary alone, marked ``"pending": true``; the page then polls
@@ -123,7 +124,7 @@ class StudySource:
     def _fingerprint(self, study: optuna.Study) -> tuple[Any, int]:
         """(what changes when the views would, the number of trials)."""
         if isinstance(self._storage, RDBStorage):
-            from sweeper.dashboard.fastread import fingerprint
+            from sweeper._optuna.read import fingerprint
 
             mark = fingerprint(self._storage, study.study_name)
             return mark, sum(row[1] for row in mark[0])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DashboardConfig:
-    """How the page is served. Flags override these defaults (see commands.py)."""
+    """How the page is served. Flags override these defaults (see view_commands.py)."""
 
     # Loopback only: the page has no authentication, so exposing it is a deliberate choice.
     host: str = "127.0.0.1"

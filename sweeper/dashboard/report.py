@@ -22,8 +22,9 @@ from typing import Any
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from sweeper.dashboard.data import StudySnapshot, SummaryInfo
-from sweeper.dashboard.views import Panel, build_views, panels
+from sweeper.snapshot import StudySnapshot
+from sweeper.views.panels import Panel, build_views, panels
+from sweeper.views.summary import SummaryInfo
 
 # Plotly's modebar shows a logo linking to plotly.com; a page meant for offline use drops it.
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -46,7 +47,8 @@ details { margin: 0.6em 0; } pre { background: #f7f7f7; padding: 0.7em; overflow
 """
 
 
-def _cell(x: Any) -> str:
+def _escaped(x: Any) -> str:
+    """``x`` as text safe inside HTML (a study's names and spec come from its users)."""
     return html.escape(str(x))
 
 
@@ -83,14 +85,14 @@ def summary_html(info: SummaryInfo) -> str:
         where = f"lr {cfg.lr:.3g}, wd {cfg.weight_decay:.3g}" if cfg.lr and cfg.weight_decay else ""
         parts.append(
             "<div id='summary-verdict'><p><b>"
-            + _cell(a.verdict)
+            + _escaped(a.verdict)
             + "</b></p><p>best configuration: "
-            + _cell(f"{cfg.optimizer} {where}: mean {cfg.mean:.4f}{ci} over {cfg.n} seed(s)")
+            + _escaped(f"{cfg.optimizer} {where}: mean {cfg.mean:.4f}{ci} over {cfg.n} seed(s)")
             + "<br>noise: "
-            + _cell(a.model.source)
+            + _escaped(a.model.source)
             + "</p>"
             + (
-                f"<p class='warning'>⚠ {_cell(a.decay.warning)}</p>"
+                f"<p class='warning'>⚠ {_escaped(a.decay.warning)}</p>"
                 if a.decay and a.decay.warning
                 else ""
             )
@@ -107,7 +109,7 @@ def summary_html(info: SummaryInfo) -> str:
         rows += [("started", _time(b.start)), ("completed", _time(b.complete))]
         parts.append(
             "<table class='summary' id='summary-best'>"
-            + "".join(f"<tr><th>{_cell(k)}</th><td>{_cell(v)}</td></tr>" for k, v in rows)
+            + "".join(f"<tr><th>{_escaped(k)}</th><td>{_escaped(v)}</td></tr>" for k, v in rows)
             + "</table>"
         )
     else:
@@ -117,7 +119,7 @@ def summary_html(info: SummaryInfo) -> str:
         parts.append(
             "<table class='summary' id='summary-failures'>"
             "<tr><th>failed trial</th><th>reason</th></tr>"
-            + "".join(f"<tr><td>#{n}</td><td>{_cell(r)}</td></tr>" for n, r in info.failures)
+            + "".join(f"<tr><td>#{n}</td><td>{_escaped(r)}</td></tr>" for n, r in info.failures)
             + (f"<tr><td colspan='2'>… and {more} more</td></tr>" if more > 0 else "")
             + "</table>"
         )
@@ -128,7 +130,7 @@ def summary_html(info: SummaryInfo) -> str:
         )
     if info.spec is not None:
         spec = json.dumps(info.spec, indent=2, sort_keys=True, default=str)
-        parts.append(f"<details><summary>study spec</summary><pre>{_cell(spec)}</pre></details>")
+        parts.append(f"<details><summary>study spec</summary><pre>{_escaped(spec)}</pre></details>")
     return "<div class='summary'>" + "".join(parts) + "</div>"
 
 
@@ -143,8 +145,8 @@ def figure_div(panel: Panel) -> str:
         default_height=f"{panel.figure.layout.height or 450}px",
     )
     return (
-        f"<section id='{panel.key}'><h2>{_cell(panel.title)}</h2>"
-        f"<p class='caption'>{_cell(panel.caption)}</p><div class='figure'>{div}</div></section>"
+        f"<section id='{panel.key}'><h2>{_escaped(panel.title)}</h2>"
+        f"<p class='caption'>{_escaped(panel.caption)}</p><div class='figure'>{div}</div></section>"
     )
 
 
@@ -156,9 +158,9 @@ def render_report(snap: StudySnapshot, evaluators: Collection[str] = ()) -> str:
     title = f"sweeper report: {snap.name}"
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_cell(title)}</title><style>{PAGE_CSS}</style>"
+        f"<title>{_escaped(title)}</title><style>{PAGE_CSS}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        f"<h1>{_cell(title)}</h1>"
+        f"<h1>{_escaped(title)}</h1>"
         f"<p class='meta'>{views.summary.n_trials} trials, read {_time(snap.taken_at)}. "
         "Hover any point for its trial; drag to zoom, double-click to reset.</p>"
         f"{summary_html(views.summary)}{body}</body></html>"

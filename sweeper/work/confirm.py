@@ -22,8 +22,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper import attrs
 from sweeper.study import advisory_lock
-from sweeper.work import attrs
 
 
 def is_replicate(trial: FrozenTrial) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 import sweeper
-from sweeper.work import attrs
+from sweeper import attrs
 
 
 @functools.cache

@@ -7,7 +7,7 @@ Contract:
   worker went silent) and queues a WAITING copy with the same parameters and user
   attributes (so the same seed and batch order), and ``failed_trial`` / ``retry_history``
   system attributes as Optuna's ``RetryHeartbeatStaleTrialCallback`` writes them (so
-  studies made by earlier sweepers keep working). The failed trial records
+  Optuna's ``RetryFailedTrialCallback.retry_history`` reads them). The failed trial records
   ``fail_reason`` ("<reason>; re-queued as trial N") and ``requeued_as`` (N), so it does not
   use up the budget (its copy does). Past ``max_retry`` retries of one series no copy is
   made and the reason says so; that failure then counts.
@@ -26,8 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import _optuna
-from sweeper.work import attrs
+from sweeper import _optuna, attrs
 
 # Optuna's names (optuna/storages/_callbacks.py), kept so its RetryFailedTrialCallback
 # helpers (retried_trial_number, retry_history) read our copies too.

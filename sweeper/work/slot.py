@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from sweeper import _optuna
+from sweeper import _optuna, attrs
 from sweeper.spec import StudySpec
 from sweeper.train.trainer import Member
-from sweeper.work import attrs
 from sweeper.work.checkpoints import Checkpoint
 from sweeper.work.requeue import series_of
 

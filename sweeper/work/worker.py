@@ -11,7 +11,7 @@ Contract:
   when re-queued); train epoch by epoch with up to K-1 other trials on the same minibatches
   (``sweeper.train.trainer``); after each epoch checkpoint, then ``trial.report(val_accuracy,
   epoch)``, then ask the pruner. The value is the last epoch's validation accuracy. User
-  attributes: ``sweeper.work.attrs`` names each, and provenance (``sweeper.work.provenance``).
+  attributes: ``sweeper.attrs`` names each, and provenance (``sweeper.work.provenance``).
 - A trial that finishes, is pruned or fails leaves at the epoch boundary; its slot is
   refilled while the budget (and ``max_trials``) allow. When every slot is empty the next
   trial starts a new trainer, on its own batch order.
@@ -51,7 +51,7 @@ import sqlalchemy
 import torch
 from optuna.trial import TrialState
 
-from sweeper import _optuna
+from sweeper import _optuna, attrs
 from sweeper.errors import SweeperError
 from sweeper.spec import StudySpec
 from sweeper.study import Budget, stored_spec
@@ -60,7 +60,7 @@ from sweeper.train.execution import resolve_device
 from sweeper.train.model import SimpleCNN
 from sweeper.train.optimizers import implementation_name
 from sweeper.train.trainer import EpochResult, Trainer
-from sweeper.work import attrs, confirm, requeue
+from sweeper.work import confirm, requeue
 from sweeper.work.checkpoints import Checkpoint, CheckpointStore
 from sweeper.work.progress import LOADING_DATA, Progress
 from sweeper.work.provenance import provenance, worker_id

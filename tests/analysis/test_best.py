@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from sweeper.analysis import study_model
 from sweeper.analysis.claims import ABSENT, INCONCLUSIVE, MATTERS, UNTESTABLE
 from sweeper.analysis.decay import decay_check, schedule
-from sweeper.dashboard import data
 
 from .test_noise import snap_with_spec
 from .truths import (
@@ -23,7 +23,7 @@ from .truths import (
 
 def best_of(builder):  # type: ignore[no-untyped-def]
     trials, spec = builder()
-    return data.best_of(snap_with_spec(trials, spec))
+    return study_model.best_of(snap_with_spec(trials, spec))
 
 
 def kinds(info):  # type: ignore[no-untyped-def]
@@ -47,7 +47,9 @@ def test_split_grid_lr_matters_adam_wd_matters_and_adam_is_worse() -> None:
     assert "the optimizer matters (adam " in info.verdict and "below adamw" in info.verdict
     # Adam at low wd is as good as AdamW: it is honestly in the set too.
     assert "adam" in info.optimizers_within and len(info.within) == 15
-    assert info.verdict.endswith("15 configurations within noise of the best (the top one is a single run)")
+    assert info.verdict.endswith(
+        "15 configurations within noise of the best (the top one is a single run)"
+    )
 
 
 def test_flat_study_claims_nothing() -> None:
@@ -127,7 +129,7 @@ def test_a_sampler_that_moves_lr_and_wd_together_names_neither() -> None:
         _trial(i, lr, 10 * lr, 0.70 - 0.5 * math.log10(lr / 4.6e-4) ** 2, "adamw", ("adamw",))
         for i, lr in enumerate(lrs)
     ]
-    info = data.best_of(snap_with_spec(trials, spec("diagonal", sampler="tpe")))
+    info = study_model.best_of(snap_with_spec(trials, spec("diagonal", sampler="tpe")))
     k = kinds(info)
     assert k[("weight_decay", "adamw")] not in (MATTERS, ABSENT), info.verdict
     assert "wd matters" not in info.verdict and "wd does not" not in info.verdict

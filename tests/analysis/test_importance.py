@@ -13,8 +13,9 @@ import pytest
 from dashboard.factory import make_trial, synthetic_trials
 from optuna.trial import TrialState
 
+from sweeper.analysis import study_model
 from sweeper.analysis.importance import EVALUATORS, MIN_TRIALS, importance_info
-from sweeper.dashboard import data
+from sweeper.snapshot import from_trials
 
 
 def lr_only_trials(n: int, seed: int = 0) -> list:
@@ -33,14 +34,14 @@ POOLED = EVALUATORS  # Optuna's pooled evaluators, asked for
 
 def test_default_runs_no_pooled_evaluator() -> None:
     """By default only the per-optimizer shares: Optuna's pooled evaluators are opt-in."""
-    info = importance_info(data.from_trials(lr_only_trials(150)))
+    info = importance_info(from_trials(lr_only_trials(150)))
     assert info.evaluators == () and info.ped_anova is None and info.fanova is None
     assert info.per_epoch == () and info.notes == ()
     ((name, d),) = info.by_optimizer
     assert name == "adamw" and d.shares is not None and d.shares["lr"].share > 0.9
     assert {e.epoch for e in info.per_epoch_by_optimizer} == {1, 2}
     with pytest.raises(ValueError, match="unknown importance evaluator forest"):
-        importance_info(data.from_trials(lr_only_trials(10)), ("forest",))
+        importance_info(from_trials(lr_only_trials(10)), ("forest",))
 
 
 def test_the_default_path_never_loads_scikit_learn_or_scipy_stats() -> None:
@@ -50,8 +51,8 @@ def test_the_default_path_never_loads_scikit_learn_or_scipy_stats() -> None:
         "import sys\n"
         "from dashboard.factory import synthetic_trials\n"
         "from sweeper.analysis.importance import importance_info\n"
-        "from sweeper.dashboard import data\n"
-        "importance_info(data.from_trials(synthetic_trials(60, epochs=2)))\n"
+        "from sweeper.snapshot import from_trials\n"
+        "importance_info(from_trials(synthetic_trials(60, epochs=2)))\n"
         "bad = [m for m in ('optuna.importance', 'sklearn', 'scipy.stats') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -63,7 +64,7 @@ def test_the_default_path_never_loads_scikit_learn_or_scipy_stats() -> None:
 
 
 def test_both_evaluators_rank_the_parameter_that_matters_first() -> None:
-    info = importance_info(data.from_trials(lr_only_trials(150)), POOLED)
+    info = importance_info(from_trials(lr_only_trials(150)), POOLED)
     assert info.evaluators == ("ped-anova", "fanova")
     assert info.params == ("lr", "weight_decay")
     assert info.ped_anova is not None and info.fanova is not None
@@ -82,7 +83,7 @@ def test_per_epoch_importance_counts_pruned_trials() -> None:
         t.state = TrialState.PRUNED
         t.intermediate_values.pop(2)
         t.value = None
-    info = importance_info(data.from_trials(trials), POOLED)
+    info = importance_info(from_trials(trials), POOLED)
     assert info.n_complete == 30
     (e1, e2) = info.per_epoch
     assert (e1.epoch, e1.n_trials, e1.n_pruned) == (1, 60, 30)
@@ -105,7 +106,7 @@ def test_per_epoch_importance_sees_what_completed_trials_hide() -> None:
         state = TrialState.COMPLETE if i < 20 else TrialState.PRUNED
         curve = {1: acc} if state == TrialState.PRUNED else {1: acc, 2: acc + 0.01}
         trials.append(make_trial(i, lr=lr, wd=wd, state=state, curve=curve))
-    info = importance_info(data.from_trials(trials), ("ped-anova",))
+    info = importance_info(from_trials(trials), ("ped-anova",))
     assert info.fanova is None  # not asked for
     assert info.per_epoch[0].n_pruned == 20
     epoch1 = info.per_epoch[0].importances
@@ -114,7 +115,7 @@ def test_per_epoch_importance_sees_what_completed_trials_hide() -> None:
 
 def test_too_few_trials_give_no_importance_and_say_why() -> None:
     trials = lr_only_trials(MIN_TRIALS - 1)
-    info = importance_info(data.from_trials(trials), POOLED)
+    info = importance_info(from_trials(trials), POOLED)
     assert info.ped_anova is None and info.fanova is None
     assert (
         info.notes[0]
@@ -123,7 +124,7 @@ def test_too_few_trials_give_no_importance_and_say_why() -> None:
 
 
 def test_optimizer_is_assessed_when_searched_and_results_are_deterministic() -> None:
-    snap = data.from_trials(synthetic_trials(80, optimizers=("adamw", "adam"), epochs=3, seed=2))
+    snap = from_trials(synthetic_trials(80, optimizers=("adamw", "adam"), epochs=3, seed=2))
     first, second = importance_info(snap, POOLED), importance_info(snap, POOLED)
     assert set(first.params) == {"lr", "weight_decay", "optimizer"}
     assert first == second
@@ -131,13 +132,13 @@ def test_optimizer_is_assessed_when_searched_and_results_are_deterministic() -> 
 
 
 def test_no_trial_with_parameters() -> None:
-    info = importance_info(data.from_trials([]))
+    info = importance_info(from_trials([]))
     assert info.params == () and info.notes == ("no trial has parameters yet",)
 
 
 def _snap(builder):  # type: ignore[no-untyped-def]
     trials, spec = builder()
-    return data.from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
+    return from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
 
 
 def test_importance_per_optimizer_finds_what_pooling_hides() -> None:
@@ -165,7 +166,7 @@ def test_importance_per_optimizer_finds_what_pooling_hides() -> None:
     inter = info.across.shares["optimizer x weight_decay"]
     assert 0.25 < inter.share < 0.35 and inter.low > 0.2 and inter.shown
     assert info.across.shares["optimizer"].shown  # Adam averages 18.6 points below AdamW
-    said = data.best_of(_snap(split_grid)).claims
+    said = study_model.best_of(_snap(split_grid)).claims
     assert said.get("optimizer x weight_decay").kind == "matters"  # type: ignore[union-attr]
     # Per epoch: one entry per epoch and optimizer, with intervals.
     epochs = {(e.epoch, e.optimizer) for e in info.per_epoch_by_optimizer}
@@ -195,10 +196,10 @@ def test_uniform_values_give_notes_not_errors() -> None:
     trials += lr_only_trials(12, seed=4)[:4]
     for i, t in enumerate(trials):
         t.number = i
-    importance_info(data.from_trials(trials), POOLED)
+    importance_info(from_trials(trials), POOLED)
 
 
 def test_the_cli_names_the_same_evaluators() -> None:
-    from sweeper.dashboard.commands import EVALUATOR_NAMES
+    from sweeper.dashboard.view_commands import EVALUATOR_NAMES
 
     assert EVALUATOR_NAMES == EVALUATORS

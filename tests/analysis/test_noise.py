@@ -7,13 +7,14 @@ import math
 import pytest
 
 from sweeper.analysis import noise as nm
-from sweeper.dashboard import data
+from sweeper.analysis.study_model import noise_of
+from sweeper.snapshot import from_trials
 
 from .truths import replicated, split_grid
 
 
 def snap_with_spec(trials, spec):  # type: ignore[no-untyped-def]
-    return data.from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
+    return from_trials(trials, name=spec["name"])._replace(user_attrs={"spec": spec})
 
 
 def test_t_quantiles_match_the_table_and_the_normal_limit() -> None:
@@ -26,7 +27,7 @@ def test_t_quantiles_match_the_table_and_the_normal_limit() -> None:
 
 def test_replicates_give_a_pooled_sd_combined_with_the_prior() -> None:
     trials, spec = replicated()
-    model = data.noise_of(snap_with_spec(trials, spec))
+    model = noise_of(snap_with_spec(trials, spec))
     # Within-configuration sums of squares 0.0002 + 0.0002 + 0.0006 over 6 df.
     assert model.pooled_df == 6 and model.n_replicated == 3
     assert model.pooled_sd == pytest.approx(math.sqrt(0.001 / 6))
@@ -47,18 +48,18 @@ def test_replicates_give_a_pooled_sd_combined_with_the_prior() -> None:
 def test_replicate_of_joins_a_run_to_its_original_even_when_params_drift() -> None:
     trials, spec = replicated()
     trials[1].params["lr"] = 4.6000001e-4  # a float written back with a different last digit
-    model = data.noise_of(snap_with_spec(trials, spec))
+    model = noise_of(snap_with_spec(trials, spec))
     assert model.configs[0].numbers == (0, 1, 2)
 
 
 def test_without_replicates_the_prior_and_the_test_set_floor_apply() -> None:
     trials, spec = split_grid()
-    model = data.noise_of(snap_with_spec(trials, spec))
+    model = noise_of(snap_with_spec(trials, spec))
     assert model.pooled_df == 0 and model.sd_run == nm.PRIOR_SD
     assert "no seed replicates" in model.source
     # A tiny test set: the binomial floor sqrt(p(1-p)/n) exceeds the prior.
     spec["data"]["val_size"] = 500
-    small = data.noise_of(snap_with_spec(trials, spec))
+    small = noise_of(snap_with_spec(trials, spec))
     top = small.configs[0]
     assert top.sd_run == pytest.approx(math.sqrt(top.mean * (1 - top.mean) / 500))
     assert top.sd_run > nm.PRIOR_SD

@@ -23,12 +23,12 @@ from clirun import SCRIPT, one_line_error, sweeper
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from sweeper import _optuna
+from sweeper import _optuna, attrs
 from sweeper.cluster.status import read_status
 from sweeper.spec import StudySpec, parse_spec
 from sweeper.storage import open_storage
 from sweeper.study import create_or_load
-from sweeper.work import attrs, requeue
+from sweeper.work import requeue
 
 GRACE = 60  # the study's grace period (s)
 

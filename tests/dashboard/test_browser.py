@@ -21,8 +21,8 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from sweeper.dashboard import data
 from sweeper.dashboard.report import write_report
+from sweeper.snapshot import snapshot
 from sweeper.storage import open_storage
 
 from .factory import GRID, SWEEP, add_sweep, make_trial
@@ -122,7 +122,7 @@ def test_report_from_disk_renders_every_figure(
 ) -> None:
     storage = open_storage(shared_url)
     for name, shot in ((SWEEP, "report-sweep.png"), (GRID, "report-adam-vs-adamw.png")):
-        snap = data.snapshot(optuna.load_study(study_name=name, storage=storage), storage)
+        snap = snapshot(optuna.load_study(study_name=name, storage=storage), storage)
         out = tmp_path / f"{name}.html"
         write_report(snap, out)
         browser.get(out.as_uri())

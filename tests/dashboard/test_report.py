@@ -8,9 +8,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweeper.dashboard import data
 from sweeper.dashboard.report import render_report, summary_html, write_report
+from sweeper.snapshot import from_trials, snapshot
 from sweeper.storage import open_storage
+from sweeper.views.summary import summary_info
 
 from .factory import SWEEP, make_trial
 
@@ -29,7 +30,7 @@ PANELS = (
 
 def test_report_holds_every_view_and_needs_no_network(shared_url: str, tmp_path: Path) -> None:
     storage = open_storage(shared_url)
-    snap = data.snapshot(optuna.load_study(study_name=SWEEP, storage=storage), storage)
+    snap = snapshot(optuna.load_study(study_name=SWEEP, storage=storage), storage)
     out = tmp_path / "report.html"
     write_report(snap, out)
     text = out.read_text(encoding="utf-8")
@@ -56,9 +57,9 @@ def test_everything_from_the_study_is_escaped() -> None:
     t = make_trial(0, lr=2e-4, wd=1e-3, state=TrialState.FAIL, curve={}, fail_reason=hostile)
     ok = make_trial(1, lr=2e-4, wd=1e-3, curve={1: 0.5})
     ok.user_attrs["worker"] = hostile
-    snap = data.from_trials([t, ok], name=hostile)
+    snap = from_trials([t, ok], name=hostile)
     snap = snap._replace(user_attrs={"spec": {"name": hostile}})
     html = render_report(snap)
     assert hostile not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert hostile not in summary_html(data.summary_info(snap))
+    assert hostile not in summary_html(summary_info(snap))

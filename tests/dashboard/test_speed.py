@@ -30,8 +30,8 @@ import optuna
 import pytest
 
 from sweeper.analysis.importance import importance_info
-from sweeper.dashboard.data import snapshot
 from sweeper.dashboard.report import write_report
+from sweeper.snapshot import snapshot
 from sweeper.storage import open_storage
 from sweeper.study import load_study
 

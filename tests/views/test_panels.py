@@ -1,7 +1,7 @@
-"""Extraction: every view's data on the edge cases a real study goes through.
+"""Every view together (``views.panels``) on the edge cases a real study goes through: empty,
+one trial, all pruned, failed, missing values, both optimizers, minimize, equal values.
 
-Hand-made trials (``factory.make_trial``) pin exact expectations without a database; the
-tests at the end read real studies from PostgreSQL through ``snapshot``.
+Hand-made trials (``factory.make_trial``) pin exact expectations without a database.
 """
 
 from __future__ import annotations
@@ -9,28 +9,25 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import optuna
 import pytest
-from optuna.trial import TrialState
-
-from sweeper.analysis.importance import importance_info
-from sweeper.dashboard import data
-from sweeper.dashboard.fastread import read_trials
-from sweeper.dashboard.views import build_views
-from sweeper.errors import UsageError
-from sweeper.storage import open_storage
-
-from .factory import (
-    SWEEP,
-    final_accuracy,
+from analysis.truths import uniform
+from dashboard.factory import (
     learning_curve,
     make_trial,
     synthetic_trials,
 )
+from optuna.trial import TrialState
 
-
-def snap_of(*trials: optuna.trial.FrozenTrial, maximize: bool = True) -> data.StudySnapshot:
-    return data.from_trials(trials, name="t", maximize=maximize)
+from sweeper.analysis.importance import importance_info
+from sweeper.snapshot import StudySnapshot, TrialPoint, from_trials
+from sweeper.views.curves import curves_figure
+from sweeper.views.decoupling import decoupling_figure
+from sweeper.views.history import history_figure
+from sweeper.views.importance import importance_figure
+from sweeper.views.panels import build_views, panels
+from sweeper.views.style import BEST_COLOUR
+from sweeper.views.timeline import timeline_figure
+from views.support import axis_types, snap, snap_of, traces
 
 
 def test_empty_study_gives_empty_views() -> None:
@@ -57,7 +54,7 @@ def test_one_trial() -> None:
     t = make_trial(0, lr=3e-4, wd=1e-3, curve={1: 0.4, 2: 0.55})
     views = build_views(snap_of(t))
     (panel,) = views.landscape.panels
-    assert panel.points == (data.TrialPoint(0, 3e-4, 1e-3, 0.55, "complete", 2, "adamw"),)
+    assert panel.points == (TrialPoint(0, 3e-4, 1e-3, 0.55, "complete", 2, "adamw"),)
     assert panel.surface is None and "1 completed trial:" in panel.note
     assert views.landscape.value_range == (0.55, 0.55)
     (dec,) = views.decoupling.panels
@@ -187,58 +184,6 @@ def test_both_optimizers_share_cells_and_colour_scale() -> None:
     assert "optimizer" in views.importance.params
 
 
-def test_decoupling_tells_adamw_from_adam() -> None:
-    """On the synthetic landscape AdamW's best lr ignores wd; Adam's falls as wd grows."""
-    lrs = tuple(float(x) for x in np.geomspace(1e-4, 1e-3, 7))
-    wds = tuple(float(x) for x in np.geomspace(1e-4, 1e-2, 7))
-    trials = synthetic_trials(
-        0, grid=(lrs, wds), optimizers=("adamw", "adam"), prune=False, epochs=2
-    )
-    dec = build_views(snap_of(*trials)).decoupling
-    slopes = {p.optimizer: p.slope for p in dec.panels}
-    assert slopes["adamw"] is not None and abs(slopes["adamw"]) < 0.1, slopes
-    assert slopes["adam"] is not None and slopes["adam"] < -0.3, slopes
-    adamw = dec.panels[0]
-    assert len(adamw.lr_by_wd) == 7 and all(b.n_trials == 7 for b in adamw.lr_by_wd)
-    # Each band's winner is the best trial of that wd row.
-    for band in adamw.lr_by_wd:
-        row = [
-            t
-            for t in trials
-            if t.user_attrs["optimizer"] == "adamw" and t.params["weight_decay"] == band.center
-        ]
-        assert band.best_value == max(t.value for t in row)
-
-
-def test_surface_knows_where_it_has_no_data() -> None:
-    """Trials only in the low-lr, low-wd corner: the GP is sure there and unsure far away."""
-    rng = np.random.default_rng(3)
-    trials = []
-    for i in range(40):
-        lr, wd = float(10 ** rng.uniform(-4, -3.6)), float(10 ** rng.uniform(-4, -3.3))
-        trials.append(make_trial(i, lr=lr, wd=wd, curve={1: final_accuracy(lr, wd, "adamw")}))
-    trials.append(make_trial(40, lr=1e-3, wd=1e-2, curve={1: 0.3}))  # one far point fixes bounds
-    s = build_views(snap_of(*trials)).landscape.panels[0].surface
-    assert s is not None
-    near = s.std[2, 2]  # lr ~ 1.1e-4, wd ~ 1.2e-4: amid the cluster
-    far = s.std[len(s.weight_decay) // 2, -4]  # lr ~ 7e-4, wd ~ 1e-3: no trial near
-    assert far > 3 * near, (near, far)
-    assert far > 0.5 * s.prior_std
-    # Where there are data the mean follows them (within the noise the GP fitted).
-    truth = final_accuracy(float(s.lr[2]), float(s.weight_decay[2]), "adamw")
-    assert abs(s.mean[2, 2] - truth) < 0.01
-
-
-def test_surface_finds_the_optimum_of_a_known_landscape() -> None:
-    trials = synthetic_trials(300, epochs=2, prune=False, seed=5)
-    s = build_views(snap_of(*trials)).landscape.panels[0].surface
-    assert s is not None
-    i, j = np.unravel_index(np.argmax(s.mean), s.mean.shape)
-    # The factory's AdamW optimum is lr 4e-4, wd 1e-3; the grid step is ~0.03-0.06 decades.
-    assert abs(math.log10(s.lr[j] / 4e-4)) < 0.1
-    assert abs(math.log10(s.weight_decay[i] / 1e-3)) < 0.25
-
-
 def test_minimize_studies_pick_the_lowest_value() -> None:
     trials = [
         make_trial(i, lr=1e-4 * (i + 1), wd=1e-3, curve={1: v})
@@ -250,93 +195,64 @@ def test_minimize_studies_pick_the_lowest_value() -> None:
     assert views.history.best_so_far == (0.3, 0.1, 0.1)
 
 
-def test_running_trials_extend_to_the_snapshot_time() -> None:
-    done = make_trial(0, lr=2e-4, wd=1e-3, curve={1: 0.5})
-    running = make_trial(1, lr=3e-4, wd=1e-3, state=TrialState.RUNNING, curve={1: 0.45})
-    snap = snap_of(done, running)
-    bars = {b.number: b for b in data.timeline_info(snap).bars}
-    assert bars[1].end == snap.taken_at and bars[1].state == "running"
-    assert [c.state for c in data.curves_info(snap).curves] == ["complete", "running"]
+def test_decoupling_importance_curves_history_timeline(both: StudySnapshot) -> None:
+    views = build_views(both)
+    dec = decoupling_figure(views.decoupling)
+    assert "slope of log best-lr on log wd" in dec.layout.title.text
+    assert axis_types(dec, "xaxis") == {"log"}
+    bands = traces(dec, "best per band (bar: within noise)")
+    assert len(bands) == 4  # 2 optimizers x 2 panels
+    assert all(b.error_y.array is not None for b in bands)  # the range within noise
 
+    imp = importance_figure(views.importance)
+    bars = [t for t in imp.data if t.type == "bar" and t.orientation == "h"]
+    assert not [b for b in bars if b.name in ("PED-ANOVA", "fANOVA")]  # opt-in
+    assert [a.text for a in imp.layout.annotations][:2] == [
+        "per optimizer (95% bootstrap; ✱ more than noise)",
+        "per epoch (pruned trials count)",
+    ]
+    asked = importance_figure(importance_info(both, ("ped-anova", "fanova")))
+    pooled = [t for t in asked.data if t.type == "bar" and t.name in ("PED-ANOVA", "fANOVA")]
+    assert len(pooled) == 2 and all(b.xaxis == "x2" for b in pooled)
+    assert all(set(b.y) == {"optimizer", "weight decay", "learning rate"} for b in pooled)
+    assert {t.xaxis for t in asked.data if t.type == "scatter"} == {"x3"}  # per epoch, right
+    per_opt = [b for b in bars if b.name in ("AdamW", "Adam")]
+    assert len(per_opt) == 2 and all(b.error_x.array is not None for b in per_opt)
+    lines = [t for t in imp.data if t.type == "scatter" and t.mode == "lines+markers"]
+    assert {t.name for t in lines} == {
+        f"{o} {p}" for o in ("AdamW", "Adam") for p in ("learning rate", "weight decay")
+    }
 
-# ------------------------------------------------------------------ real PostgreSQL
-
-
-def test_snapshot_reads_a_real_study(shared_url: str) -> None:
-    storage = open_storage(shared_url)
-    study = optuna.load_study(study_name=SWEEP, storage=storage)
-    fast = data.snapshot(study, storage)
-    slow = data.snapshot(study)
-    assert fast.trials == slow.trials and len(fast.trials) == 120
-    assert fast.user_attrs["metric"] == "val_accuracy"
-    states = {t.state for t in fast.trials}
-    assert states == {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}
-
-
-def test_fast_reader_matches_optuna_field_by_field(storage_url: str) -> None:
-    """Every kind of value Optuna stores, read back identically (order included)."""
-    storage = open_storage(storage_url)
-    study = optuna.create_study(storage=storage, study_name="odd", direction="maximize")
-    study.add_trials(synthetic_trials(6, optimizers=("adamw", "adam"), n_failed=1, epochs=3))
-    trial = study.ask()
-    trial.report(float("nan"), 1)
-    trial.report(float("inf"), 2)
-    trial.set_user_attr("nested", {"a": [1, 2.5, None]})
-    trial.storage.set_trial_system_attr(trial._trial_id, "sys", "x")
-    study.tell(trial, float("-inf"))
-    study.ask()  # left RUNNING, no params
-    ref = optuna.load_study(study_name="odd", storage=storage).get_trials(deepcopy=False)
-    got = read_trials(storage, "odd")
-    assert len(got) == len(ref) == 8
-    for a, b in zip(got, ref, strict=True):
-        assert (a.number, a.state, a.values, a.params, a.distributions) == (
-            b.number,
-            b.state,
-            b.values,
-            b.params,
-            b.distributions,
-        )
-        assert (a.user_attrs, a.system_attrs, a.datetime_start, a.datetime_complete) == (
-            b.user_attrs,
-            b.system_attrs,
-            b.datetime_start,
-            b.datetime_complete,
-        )
-        assert a.intermediate_values.keys() == b.intermediate_values.keys()
-        for k, v in a.intermediate_values.items():
-            assert v == b.intermediate_values[k] or (
-                math.isnan(v) and math.isnan(b.intermediate_values[k])
-            )
-    with pytest.raises(UsageError, match="no study named 'absent'"):
-        read_trials(storage, "absent")
-    # Reading less: only some states, no curves, no system attributes, chosen user keys.
-    lean = read_trials(
-        storage,
-        "odd",
-        states=(TrialState.COMPLETE,),
-        intermediate_values=False,
-        system_attrs=False,
-        user_keys=("optimizer",),
+    curves = curves_figure(views.curves)
+    best = traces(curves, "best trial")
+    assert len(best) == 1 and best[0].line.color == BEST_COLOUR
+    assert traces(curves, "pruned") and traces(curves, "where pruned")
+    drawn = sum(
+        int(np.isfinite(np.asarray(t.y, dtype=float)).sum())
+        for t in curves.data
+        if t.mode in ("lines", "lines+markers")
     )
-    full = [t for t in ref if t.state == TrialState.COMPLETE]
-    assert [t.number for t in lean] == [t.number for t in full] and len(lean) == 5
-    for a, b in zip(lean, full, strict=True):
-        assert (a.values, a.params) == (b.values, b.params)
-        assert a.intermediate_values == {} and a.system_attrs == {}
-        assert a.user_attrs == {k: v for k, v in b.user_attrs.items() if k == "optimizer"}
+    assert drawn == sum(len(c.values) for c in views.curves.curves)  # every report, once
+
+    hist = history_figure(views.history)
+    assert list(traces(hist, "best so far")[0].y) == list(views.history.best_so_far)
+
+    timeline = timeline_figure(views.timeline)
+    assert timeline.layout.xaxis.type == "date"
+    assert sum(len(t.y) for t in timeline.data) == len(views.timeline.bars)
+    assert set(np.concatenate([t.y for t in timeline.data])) == set(views.timeline.workers)
 
 
-def test_best_reads_less_and_answers_the_same(shared_url: str) -> None:
-    """``sweeper best``'s lean read gives the same answer as the full snapshot."""
-    storage = open_storage(shared_url)
-    for name in ("cifar10-adamw", "adam-vs-adamw"):
-        study = optuna.load_study(study_name=name, storage=storage)
-        assert data.best_from_storage(study, storage) == data.best_of(data.snapshot(study, storage))
+def test_every_figure_draws_an_empty_study_with_a_message() -> None:
+    for panel in panels(build_views(from_trials([]))):
+        texts = [a.text for a in panel.figure.layout.annotations]
+        assert len(panel.figure.data) == 0, panel.key
+        assert texts and texts[0].lower().startswith("no "), (panel.key, texts)
 
 
-def test_multi_objective_studies_are_refused_in_one_line(storage_url: str) -> None:
-    study = optuna.create_study(
-        storage=storage_url, study_name="mo", directions=["maximize", "minimize"]
-    )
-    with pytest.raises(UsageError, match="has 2 objectives"):
-        data.snapshot(study)
+def test_every_view_builds_on_equal_values() -> None:
+    views = build_views(snap(uniform))
+    assert views.importance.fanova is None
+    (h,) = views.comparison.heatmaps
+    assert h.within is not None and h.within[h.n_complete > 0].all()
+    assert np.isfinite(h.mean).sum() == int((h.n_complete > 0).sum())

@@ -2,8 +2,8 @@
 
 ``build_views(snap)`` runs every extraction once (the landscape's GP is fitted once and reused
 by the decoupling view); ``panels(views)`` turns them into titled, captioned figures in the
-order a reader should meet them. Adding a view means adding it here, and all three surfaces
-show it.
+order a reader should meet them. Adding a view means adding its module under
+``sweeper/views/`` and one line here; all three surfaces then show it.
 """
 
 from __future__ import annotations
@@ -13,29 +13,29 @@ from typing import NamedTuple
 
 import plotly.graph_objects as go
 
-from sweeper.analysis.importance import ImportanceInfo, importance_info
-from sweeper.dashboard import figures
-from sweeper.dashboard.data import (
-    ComparisonInfo,
-    CurvesInfo,
-    DecouplingInfo,
-    EffectiveDecayInfo,
-    HistoryInfo,
-    LandscapeInfo,
-    SliceInfo,
-    StudySnapshot,
-    SummaryInfo,
-    TimelineInfo,
-    comparison_info,
-    curves_info,
-    decoupling_info,
-    effective_decay_info,
-    history_info,
-    landscape_info,
-    slice_info,
-    summary_info,
-    timeline_info,
+from sweeper.snapshot import StudySnapshot
+from sweeper.views import (
+    adam_vs_adamw,
+    curves,
+    decoupling,
+    effective_decay,
+    history,
+    importance,
+    landscape,
+    slices,
+    timeline,
 )
+from sweeper.views.adam_vs_adamw import ComparisonInfo
+from sweeper.views.curves import CurvesInfo
+from sweeper.views.decoupling import DecouplingInfo
+from sweeper.views.effective_decay import EffectiveDecayInfo
+from sweeper.views.history import HistoryInfo
+from sweeper.views.importance import ImportanceInfo
+from sweeper.views.landscape import LandscapeInfo
+from sweeper.views.slices import SliceInfo
+from sweeper.views.style import optimizer_label
+from sweeper.views.summary import SummaryInfo, summary_info
+from sweeper.views.timeline import TimelineInfo
 
 
 class Views(NamedTuple):
@@ -71,18 +71,18 @@ def build_views(
     ``sweeper.analysis.importance``); ``summary``, when given, is ``summary_info(snap)``
     already computed (the live page shows it first).
     """
-    land = landscape_info(snap)
+    land = landscape.landscape_info(snap)
     return Views(
         summary=summary if summary is not None else summary_info(snap),
         landscape=land,
-        slices=slice_info(snap),
-        decoupling=decoupling_info(snap, land),
-        comparison=comparison_info(snap),
-        decay=effective_decay_info(snap),
-        importance=importance_info(snap, evaluators),
-        curves=curves_info(snap),
-        history=history_info(snap),
-        timeline=timeline_info(snap),
+        slices=slices.slice_info(snap),
+        decoupling=decoupling.decoupling_info(snap, land),
+        comparison=adam_vs_adamw.comparison_info(snap),
+        decay=effective_decay.effective_decay_info(snap),
+        importance=importance.importance_info(snap, evaluators),
+        curves=curves.curves_info(snap),
+        history=history.history_info(snap),
+        timeline=timeline.timeline_info(snap),
     )
 
 
@@ -99,7 +99,7 @@ def panels(views: Views) -> list[Panel]:
             "process fitted on log lr and log wd to the completed trials. Where the fit is "
             "uncertain the surface fades to white and the right panel turns dark: no trial "
             "supports the colour there. The dotted line bounds the region the data pin down.",
-            figures.landscape_figure(views.landscape),
+            landscape.landscape_figure(views.landscape),
         ),
         Panel(
             "slices",
@@ -109,7 +109,7 @@ def panels(views: Views) -> list[Panel]:
             "configuration: seed replicates of a configuration are one diamond at their mean, "
             "its bar the noise model's 95% interval; circles are single runs, each as noisy "
             "as the subtitle says. A trend smaller than that noise is not a trend.",
-            figures.slice_figure(views.slices),
+            slices.slice_figure(views.slices),
         ),
         Panel(
             "decoupling",
@@ -119,13 +119,13 @@ def panels(views: Views) -> list[Panel]:
             "the best lr does not depend on wd, AdamW's claim; a line falling with slope -1 "
             "means only lr x wd matters, as with Adam's coupled L2. Middle: the same question "
             "the other way round. Right: accuracy against lr x wd, the decay applied per step.",
-            figures.decoupling_figure(views.decoupling),
+            decoupling.decoupling_figure(views.decoupling),
         ),
         Panel(
             "comparison",
             "Adam vs AdamW"
             if both
-            else f"{figures.optimizer_label(names[0]) if names else 'Optimizer'} heatmap",
+            else f"{optimizer_label(names[0]) if names else 'Optimizer'} heatmap",
             "Mean final accuracy of completed trials in each lr x wd cell, one heatmap per "
             "optimizer on one colour scale (Loshchilov & Hutter's figure). AdamW's good region "
             "should run parallel to the axes, Adam's along the diagonal."
@@ -135,7 +135,7 @@ def panels(views: Views) -> list[Panel]:
                 else " This study ran one optimizer; run studies/adam_vs_adamw.toml "
                 "for the side-by-side comparison."
             ),
-            figures.comparison_figure(views.comparison),
+            adam_vs_adamw.comparison_figure(views.comparison),
         ),
         Panel(
             "decay",
@@ -145,34 +145,34 @@ def panels(views: Views) -> list[Panel]:
             "Inside the green band that memory is shorter than the run and the decay has acted "
             "by the end; far above it, weight decay cannot have done much, and a flat wd axis "
             "is what the study should find. Dashed lines bound the searched wd range.",
-            figures.effective_decay_figure(views.decay),
+            effective_decay.effective_decay_figure(views.decay),
         ),
         Panel(
             "importance",
             "Which hyperparameter matters?",
             _importance_caption(views.importance),
-            figures.importance_figure(views.importance),
+            importance.importance_figure(views.importance),
         ),
         Panel(
             "curves",
             "Learning curves",
             "Validation accuracy after every epoch. Pruned trials are dotted and end in a cross "
             "where the pruner stopped them; the best trial is red.",
-            figures.curves_figure(views.curves),
+            curves.curves_figure(views.curves),
         ),
         Panel(
             "history",
             "Optimization history",
             "Each trial's final accuracy by trial number (pruned: the last accuracy it "
             "reported) and the best completed accuracy so far.",
-            figures.history_figure(views.history),
+            history.history_figure(views.history),
         ),
         Panel(
             "timeline",
             "Workers at work",
             "One row per worker process (host:pid), one bar per trial from its start to its "
             "end. Running trials extend to the moment the page was built.",
-            figures.timeline_figure(views.timeline),
+            timeline.timeline_figure(views.timeline),
         ),
     ]
 

@@ -1,4 +1,4 @@
-"""The views' subcommands: ``sweeper report``, ``sweeper importance``, ``sweeper dashboard``.
+"""The views' subcommands: ``sweeper best``, ``report``, ``importance`` and ``dashboard``.
 
 ``register(subparsers, parents)`` adds them to the CLI's parser; each handler takes the
 parsed arguments, returns the exit code, and raises ``UsageError`` (bad input, exit 2) or
@@ -140,7 +140,7 @@ def _load(storage: Any, name: str) -> Any:
 
 
 def _snapshot(args: argparse.Namespace) -> Any:
-    from sweeper.dashboard.data import snapshot
+    from sweeper.snapshot import snapshot
 
     storage = _open(args)
     return snapshot(_load(storage, args.study), storage)
@@ -329,7 +329,8 @@ def cmd_best(args: argparse.Namespace) -> int:
     single run."""
     from optuna.storages import RDBStorage
 
-    from sweeper.dashboard.data import best_from_storage, best_of, snapshot
+    from sweeper.analysis.study_model import best_of, best_of_runs
+    from sweeper.snapshot import runs_from_storage, snapshot
     from sweeper.study import best_trial_row
 
     storage = _open(args)
@@ -337,7 +338,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     row = best_trial_row(study)  # raises the one-line error when nothing completed yet
     margin = args.margin / 100.0  # points -> accuracy units
     if isinstance(storage, RDBStorage):  # only what the noise model needs, in one query
-        info = best_from_storage(study, storage, margin)
+        info = best_of_runs(*runs_from_storage(study, storage), margin=margin)
     else:
         info = best_of(snapshot(study), margin=margin)
     out = best_rows(row, info)
@@ -374,7 +375,7 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
     ``ped_anova`` and ``fanova`` are null and ``per_epoch`` empty unless the pooled
     evaluators were asked for; ``pooled_evaluators`` says which ran and how to ask.
     """
-    from sweeper.analysis import importance as imp
+    from sweeper.analysis import importance
 
     return {
         "params": list(info.params),
@@ -402,10 +403,10 @@ def importance_rows(info: ImportanceInfo) -> dict[str, Any]:
             for e in info.per_epoch_by_optimizer
         ],
         "settings": {
-            "ped_anova_top_quantile": imp.PED_TOP_QUANTILE,
-            "fanova_trees": imp.FANOVA_TREES,
-            "fanova_max_depth": imp.FANOVA_DEPTH,
-            "fanova_seed": imp.FANOVA_SEED,
+            "ped_anova_top_quantile": importance.PED_TOP_QUANTILE,
+            "fanova_trees": importance.FANOVA_TREES,
+            "fanova_max_depth": importance.FANOVA_DEPTH,
+            "fanova_seed": importance.FANOVA_SEED,
             "log10_params": ["lr", "weight_decay"],
         },
     }
@@ -519,7 +520,7 @@ def cmd_importance(args: argparse.Namespace) -> int:
     else:
         print(importance_table(snap.name, info))
     if args.plot is not None:
-        from sweeper.dashboard.figures import importance_figure
+        from sweeper.views.importance import importance_figure
 
         write_importance_plot(importance_figure(info), args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -1,11 +1,17 @@
 """The names of what sweeper stores on trials and studies: one owner, every reader imports.
 
-Trial user attributes (written by ``sweeper.work``; read by the CLI, the dashboard and the
-notebook). A re-queued copy of a trial inherits its original's user attributes, so the
-copy reads its seed and batch order from them.
+The ground floor: it imports nothing. Searched parameter names (``trial.params``), study
+user attributes, and trial user attributes (written by ``sweeper.work``; read by the CLI,
+the views and the notebook). A re-queued copy of a trial inherits its original's user
+attributes, so the copy reads its seed and batch order from them.
 """
 
 from __future__ import annotations
+
+# -- searched parameters (trial.params) -----------------------------------------------------
+LR = "lr"  # log-uniform; the learning rate
+WD = "weight_decay"  # log-uniform; AdamW's decoupled decay, or Adam's L2 coefficient
+# OPTIMIZER (below) is a parameter too when a study compares optimizers.
 
 # -- study user attributes -------------------------------------------------------------------
 SPEC = "spec"  # the study spec as a dict (sweeper.spec.spec_to_dict)

@@ -43,7 +43,7 @@ def rdb_models() -> Any:
 
     Why: the ORM path (``get_trials``) issues several queries per call and builds every
     ``FrozenTrial``; the dashboard reads tens of thousands of trials at once
-    (``sweeper.dashboard.fastread``). The schema is versioned by Optuna
+    (``sweeper._optuna.read``). The schema is versioned by Optuna
     (``version_info``); a new release that changes it fails that module's equality test.
     """
     from optuna.storages._rdb import models

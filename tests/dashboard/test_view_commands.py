@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from clirun import one_line_error, sweeper
 
-from sweeper.dashboard.commands import POOLED_NOT_RUN
+from sweeper.dashboard.view_commands import POOLED_NOT_RUN
 
 
 def test_report_command_writes_the_report(shared_url: str, tmp_path: Path) -> None:

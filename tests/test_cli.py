@@ -94,6 +94,9 @@ CASES: list[Any] = [
     P(["best", "--study", "x" * 600, "--storage", "{storage}"], None, {}, 2, "--study must be at most 128 characters", id="study-flag-long"),
     P(["report", "--study", " ", "-o", "{tmp}/r.html", "--storage", "{storage}"], None, {}, 2, "--study must not be empty", id="study-flag-empty"),
     P(["dashboard", "--refresh", "nan", "--storage", "{storage}"], None, {}, 2, "--refresh nan must be", id="refresh-nan"),
+    P(["best", "--study", "x", "--margin", "0", "--storage", "{storage}"], None, {}, 2, "argument --margin: must be a number of points in (0, 100] (got '0')", id="margin-zero"),
+    P(["best", "--study", "x", "--margin", "nan", "--storage", "{storage}"], None, {}, 2, "argument --margin: must be a number of points", id="margin-nan"),
+    P(["best", "--study", "x", "--margin", "1pt", "--storage", "{storage}"], None, {}, 2, "argument --margin: must be a number of points", id="margin-word"),
     # -- data (items 9 and 10)
     P(["run", "{spec}", "--storage", "{storage}", "--data", "{garbage}"], spec(), {}, 1, "cannot unpack", id="data-garbage-archive"),
     P(["run", "{spec}", "--storage", "{storage}", "--data", "{file}"], spec(), {}, 2, "is a file, not a folder or a .tar.gz archive", id="data-plain-file"),

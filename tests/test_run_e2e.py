@@ -68,12 +68,17 @@ def test_run_then_best_and_trials(
 
     best = sweeper("best", "--study", f"e2e-{layout}", "--storage", storage_url, "--format", "json")
     assert best.returncode == 0, best.stderr
-    row = json.loads(best.stdout)
+    answer = json.loads(best.stdout)
+    row = answer["best_run"]  # the best single run, under its own name
     assert row["number"] == study.best_trial.number
     assert row["value"] == pytest.approx(study.best_value)
     assert row["params"]["lr"] == pytest.approx(3e-3)  # the fast one wins
     assert row["value"] > 0.5, "the learnable task must be learnt well above chance (0.1)"
     assert row["epochs_run"] == 2 and row["seed"] == 11 + row["number"]
+    # The top level is the best configuration (single runs here: the same trial), its value
+    # corrected for having been chosen, inside its interval.
+    assert answer["number"] == row["number"] and answer["params"]["lr"] == pytest.approx(3e-3)
+    assert answer["ci95"][0] <= answer["value"] <= answer["ci95"][1]
 
     table = sweeper("best", "--study", f"e2e-{layout}", "--storage", storage_url)
     assert table.returncode == 0 and "optimizer_impl" in table.stdout

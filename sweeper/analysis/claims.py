@@ -145,8 +145,9 @@ def _tested(p: _Prepared) -> list[tuple[str, list[int]]]:
     """The presence tests one optimizer's fit makes: (subject, the coefficients involved)."""
     out = []
     for k, subject in enumerate(PARAMS):
-        if p.distinct[subject] > 1:
-            out.append((subject, [i for i, t in enumerate(p.fit.terms) if t[k] > 0]))
+        index = [i for i, t in enumerate(p.fit.terms) if t[k] > 0]
+        if p.distinct[subject] > 1 and index:
+            out.append((subject, index))
     both = [i for i, t in enumerate(p.fit.terms) if t[0] > 0 and t[1] > 0]
     if both:
         out.append((INTERACTION, both))
@@ -369,7 +370,13 @@ def _param_claims(
     for k, subject in enumerate(PARAMS):
         span = box[k]
         name = SHORT[subject]
-        if p.distinct[subject] < 2:
+        index = dict(_tested(p)).get(subject)
+        if index is None:
+            why = (
+                "tried at one value only"
+                if p.distinct[subject] < 2
+                else f"{p.fit.n_configs} configurations: too few to fit its effect"
+            )
             out.append(
                 Claim(
                     subject,
@@ -383,12 +390,11 @@ def _param_claims(
                     level,
                     margin,
                     span,
-                    f"{name} ({p.optimizer}): tried at one value only",
+                    f"{name} ({p.optimizer}): {why}",
                     "",
                 )
             )
             continue
-        index = [i for i, t in enumerate(p.fit.terms) if t[k] > 0]
         pval = f_sf(_f_stat(p.fit, index, sd), len(index), df)
         effects = effect_range(draws.T, subject)
         effect = float(effect_range(fitted[None, :], subject)[0])

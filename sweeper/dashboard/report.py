@@ -22,6 +22,7 @@ from typing import Any
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from sweeper.analysis.best import BestInfo, optimism
 from sweeper.snapshot import StudySnapshot
 from sweeper.views.panels import Panel, build_views, panels
 from sweeper.views.summary import SummaryInfo
@@ -76,32 +77,11 @@ def summary_html(info: SummaryInfo) -> str:
     ]
     a = info.answer
     if a is not None and a.best is not None:
-        cfg = a.best
-        ci = (
-            f" (95% CI {cfg.low:.4f}..{cfg.high:.4f})"
-            if cfg.low is not None
-            else " (noise unknown)"
-        )
-        where = f"lr {cfg.lr:.3g}, wd {cfg.weight_decay:.3g}" if cfg.lr and cfg.weight_decay else ""
-        parts.append(
-            "<div id='summary-verdict'><p><b>"
-            + _escaped(a.verdict)
-            + "</b></p><p>best configuration: "
-            + _escaped(f"{cfg.optimizer} {where}: mean {cfg.mean:.4f}{ci} over {cfg.n} seed(s)")
-            + "<br>noise: "
-            + _escaped(a.model.source)
-            + "</p>"
-            + (
-                f"<p class='warning'>⚠ {_escaped(a.decay.warning)}</p>"
-                if a.decay and a.decay.warning
-                else ""
-            )
-            + "</div>"
-        )
+        parts.append(_answer_html(a))
     if info.best is not None:
         b = info.best
         rows = [
-            ("best trial", f"#{b.number}"),
+            ("best single run", f"#{b.number}"),
             (f"{info.metric} ({info.direction})", f"{b.value:.4f}"),
         ]
         rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in b.params.items()]
@@ -132,6 +112,52 @@ def summary_html(info: SummaryInfo) -> str:
         spec = json.dumps(info.spec, indent=2, sort_keys=True, default=str)
         parts.append(f"<details><summary>study spec</summary><pre>{_escaped(spec)}</pre></details>")
     return "<div class='summary'>" + "".join(parts) + "</div>"
+
+
+def _answer_html(a: BestInfo) -> str:
+    """The verdict, the best configuration corrected for selection, and every claim with its
+    test and what would settle it: the same text ``sweeper best`` prints."""
+    cfg, est = a.best, a.estimate
+    assert cfg is not None
+    where = f"lr {cfg.lr:.3g}, wd {cfg.weight_decay:.3g}" if cfg.lr and cfg.weight_decay else ""
+    if est is not None:
+        value = (
+            f"{est.estimate:.4f} (95% CI {est.low:.4f}..{est.high:.4f}), corrected for being "
+            f"chosen as the best of {est.k}; its mean {cfg.mean:.4f} over {cfg.n} seed(s)"
+        )
+    else:
+        value = f"mean {cfg.mean:.4f} over {cfg.n} seed(s) (noise unknown)"
+    lift = optimism(a)
+    claims = "".join(
+        f"<li class='claim claim-{c.kind.replace(' ', '-')}'><b>{_escaped(c.kind)}</b>: "
+        + _escaped(c.sentence)
+        + (f"<br><i>to settle it:</i> {_escaped(c.settle)}" if c.settle else "")
+        + "</li>"
+        for c in a.claims.claims
+    )
+    note = f"<li>{_escaped(a.claims.note)}</li>" if a.claims.note else ""
+    return (
+        "<div id='summary-verdict'><p><b>"
+        + _escaped(a.verdict)
+        + "</b></p><p>best configuration: "
+        + _escaped(f"{cfg.optimizer} {where}: {value}")
+        + (f"<br>{_escaped(lift)}" if lift else "")
+        + "<br>noise: "
+        + _escaped(a.model.source)
+        + "</p>"
+        + (
+            f"<p>claims (margin ±{100 * a.claims.margin:g} points, 95% each):</p>"
+            f"<ul id='summary-claims'>{claims}{note}</ul>"
+            if claims
+            else ""
+        )
+        + (
+            f"<p class='warning'>⚠ {_escaped(a.decay.warning)}</p>"
+            if a.decay and a.decay.warning
+            else ""
+        )
+        + "</div>"
+    )
 
 
 def figure_div(panel: Panel) -> str:

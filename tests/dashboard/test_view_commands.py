@@ -142,9 +142,17 @@ def test_best_answers_with_its_noise_json_and_table(storage_url: str) -> None:
     result = sweeper("best", "--study", "rep", "--storage", storage_url, "--format", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["number"] == 1 and doc["value"] == pytest.approx(0.72)  # the best single run
-    assert doc["params"] == {"lr": 4.6e-4, "weight_decay": 1e-3} and doc["seed"] == 1001
-    assert "provenance" in doc and doc["epochs_run"] == 2
+    # The top level is the best configuration: its first trial, its parameters, and its value
+    # from its two replicates (0.72, 0.71), the search run that chose it left out.
+    assert doc["number"] == 0 and doc["params"] == {"lr": 4.6e-4, "weight_decay": 1e-3}
+    assert doc["value"] == pytest.approx(0.715) and doc["optimizer"] == "adamw"
+    low, high = doc["ci95"]
+    assert low < 0.715 < high and doc["estimate"]["basis"] == "its 2 seed replicates"
+    # The best single run keeps its own name and its old keys.
+    run = doc["best_run"]
+    assert run["number"] == 1 and run["value"] == pytest.approx(0.72)
+    assert run["params"] == {"lr": 4.6e-4, "weight_decay": 1e-3} and run["seed"] == 1001
+    assert "provenance" in run and run["epochs_run"] == 2
     conf = doc["configuration"]
     assert conf["n_seeds"] == 3 and conf["seeds"] == [1000, 1001, 1002]
     assert conf["mean"] == pytest.approx(0.71)
@@ -157,17 +165,21 @@ def test_best_answers_with_its_noise_json_and_table(storage_url: str) -> None:
         pytest.approx(0.69),
     ]
     assert doc["within_noise_ranges"]["lr"] == [4.6e-4, 1e-3]
-    assert doc["verdict"].endswith("3 configurations within noise")
+    assert doc["verdict"].endswith("3 configurations within noise of the best")
+    assert {c["kind"] for c in doc["claims"]} == {"untestable"}  # six configurations
     assert doc["warnings"] and "shrinks weights by 1.2%" in doc["warnings"][0]
 
     trials, spec = split_grid()
     create_study(storage_url, "split", trials, spec=spec)
-    table = sweeper("best", "--study", "split", "--storage", storage_url)
+    table = sweeper("best", "--study", "split", "--storage", storage_url, "--margin", "2")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("verdict: lr matters (best 0.00022..0.001); wd does not in ")
-    assert lines[1].startswith("best configuration: adamw lr ") and "95% CI" in lines[1]
+    assert lines[0].startswith("best configuration: adamw lr ") and "95% CI" in lines[0]
+    assert "corrected for being chosen as the best of 32" in lines[0]
+    assert "claims (margin ±2 points, 95% each):" in table.stdout
+    assert any(line.split()[:3] == ["matters", "lr", "matters"] for line in lines)
     assert "within noise of the best: 15 configurations" in table.stdout
+    assert "best single run" in table.stdout
     assert "optimizer_impl" in table.stdout  # provenance still listed
 
 

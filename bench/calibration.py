@@ -16,6 +16,7 @@ shares with intervals). The truth is then compared with what was said:
 - false presence: "matters" or a share marked shown where the truth is flat in that
   hyperparameter (goal <= 5% of studies);
 - importance-share coverage: each share's 95% interval holds the true share (goal >= 90%);
+- slope coverage: the decoupling slope's 95% interval holds the true ridge slope (goal >= 90%);
 - power: how often a real effect is called "matters".
 
 Everything is seeded: the same arguments print the same table. Prints the machine, versions,
@@ -37,12 +38,20 @@ from pathlib import Path
 import numpy as np
 
 from sweeper.analysis import noise as nm
+from sweeper.analysis import polyfit
 from sweeper.analysis.best import best_info
 from sweeper.analysis.claims import ABSENT, INTERACTION, LATTICE, MATTERS, effect_range, mark_shares
 from sweeper.analysis.effects import decompose, true_shares
+from sweeper.analysis.ridge import ridge_slope, slope_of
 
 BOX = ((1e-4, 1e-3), (1e-4, 1e-2))  # the default search space (DESIGN.md)
-GOALS = {"coverage": 0.93, "false_absence": 0.05, "false_presence": 0.05, "share_coverage": 0.90}
+GOALS = {
+    "coverage": 0.93,
+    "false_absence": 0.05,
+    "false_presence": 0.05,
+    "share_coverage": 0.90,
+    "slope_coverage": 0.90,
+}
 # A truth's effect smaller than this counts as no effect (false presence is judged against it).
 FLAT = 1e-9
 
@@ -240,6 +249,21 @@ def _lattice_truth(fam: Family, opt: str, size: int, centres: bool) -> np.ndarra
     return fam.truth(opt, uu, vv)
 
 
+def _true_slope(fam: Family, opt: str) -> float | None:
+    """The ridge slope of the truth's least-squares quadratic over the box (what
+    ``ridge.ridge_slope`` estimates), or None when that quadratic has no peak along lr."""
+    g = np.linspace(0, 1, 41)
+    uu, vv = np.meshgrid(g, g)
+    y = fam.truth(opt, uu, vv).ravel()
+    terms = polyfit.terms(2, 2, 2)
+    x = polyfit.design(uu.ravel(), vv.ravel(), terms)
+    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    b_uu, b_uv = beta[terms.index((2, 0))], beta[terms.index((1, 1))]
+    if b_uu > -1e-9:
+        return None
+    return slope_of(float(b_uv), float(b_uu), BOX)
+
+
 @dataclass
 class Tally:
     studies: int = 0
@@ -254,6 +278,9 @@ class Tally:
     flat_subjects: int = 0
     share_in: int = 0
     share_n: int = 0
+    slope_in: int = 0  # decoupling slope intervals holding the true ridge slope
+    slope_n: int = 0
+    slope_unidentified: int = 0  # the truth has a ridge, the study could not pin it
     powered: int = 0  # "matters" on a subject whose true effect is >= 4 points
     power_n: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
@@ -305,6 +332,17 @@ def judge(fam: Family, study: Study, tally: Tally) -> None:
         elif size >= 0.035 and c.subject != "optimizer" and fam.confirm:
             tally.power_n += 1
             tally.powered += c.kind == MATTERS
+    # The decoupling slope, per optimizer, against the same functional of the truth.
+    for opt in fam.optimizers:
+        truth_slope = _true_slope(fam, opt)
+        if truth_slope is None:
+            continue
+        got = ridge_slope(model, BOX, opt)
+        if got.low is None or got.high is None:
+            tally.slope_unidentified += 1
+            continue
+        tally.slope_n += 1
+        tally.slope_in += got.low <= truth_slope <= got.high
     # Importance shares, per optimizer, on the same runs the importance view uses.
     for opt in fam.optimizers:
         runs = [o for o in study.observations if o.optimizer == opt]
@@ -351,7 +389,8 @@ def _rate(a: int, n: int) -> str:
 def table(results: dict[str, Tally]) -> str:
     head = (
         f"{'family':26s} {'best CI coverage':>18s} {'false absence':>16s} "
-        f"{'false presence':>16s} {'share coverage':>19s} {'power (>=4pt)':>16s}  kinds"
+        f"{'false presence':>16s} {'share coverage':>19s} {'slope coverage':>17s} "
+        f"{'power (>=4pt)':>16s}  kinds"
     )
     lines = [head]
     total = Tally()
@@ -361,28 +400,18 @@ def table(results: dict[str, Tally]) -> str:
             f"{name:26s} {_rate(t.covered, t.coverage_n):>18s} "
             f"{_rate(t.false_absent_studies, t.studies):>16s} "
             f"{_rate(t.false_present_studies, t.studies):>16s} "
-            f"{_rate(t.share_in, t.share_n):>19s} {_rate(t.powered, t.power_n):>16s}  {kinds}"
+            f"{_rate(t.share_in, t.share_n):>19s} {_rate(t.slope_in, t.slope_n):>17s} "
+            f"{_rate(t.powered, t.power_n):>16s}  {kinds}"
         )
-        for f in (
-            "studies",
-            "covered",
-            "coverage_n",
-            "false_absent_studies",
-            "false_present_studies",
-            "share_in",
-            "share_n",
-            "powered",
-            "power_n",
-            "absent_claims",
-            "false_absent_claims",
-            "flat_studies",
-        ):
-            setattr(total, f, getattr(total, f) + getattr(t, f))
+        for field_name, value in vars(t).items():
+            if isinstance(value, int):
+                setattr(total, field_name, getattr(total, field_name) + value)
     lines.append(
         f"{'ALL':26s} {_rate(total.covered, total.coverage_n):>18s} "
         f"{_rate(total.false_absent_studies, total.studies):>16s} "
         f"{_rate(total.false_present_studies, total.studies):>16s} "
-        f"{_rate(total.share_in, total.share_n):>19s} {_rate(total.powered, total.power_n):>16s}"
+        f"{_rate(total.share_in, total.share_n):>19s} {_rate(total.slope_in, total.slope_n):>17s} "
+        f"{_rate(total.powered, total.power_n):>16s}"
     )
     met = goals(total)
     lines.append(
@@ -399,6 +428,8 @@ def goals(t: Tally) -> dict[str, bool]:
         "false presence <= 5%": t.false_present_studies <= GOALS["false_presence"] * t.studies,
         "share coverage >= 90%": t.share_n > 0
         and t.share_in / t.share_n >= GOALS["share_coverage"],
+        "slope coverage >= 90%": t.slope_n > 0
+        and t.slope_in / t.slope_n >= GOALS["slope_coverage"],
     }
 
 

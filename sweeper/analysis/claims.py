@@ -91,6 +91,7 @@ class Claims(NamedTuple):
     margin: float
     note: str  # what was left out, and why
     accuracy: bool = True  # values are accuracies: sizes read in points
+    box: tuple[tuple[float, float], tuple[float, float]] | None = None  # the space spoken of
 
     def get(self, subject: str, optimizer: str | None = None) -> Claim | None:
         """The claim about ``subject`` (for ``optimizer``, default: the first one)."""
@@ -109,7 +110,9 @@ def _range(span: tuple[float, float]) -> str:
     return f"[{span[0]:.2g}, {span[1]:.2g}]"
 
 
-class _Prepared(NamedTuple):
+class SurfaceFit(NamedTuple):
+    """One optimizer's configuration means (search runs only) fitted over the box."""
+
     optimizer: str
     fit: polyfit.Fit
     n_runs: int
@@ -121,9 +124,17 @@ def _search_mean(c: Config) -> float:
     return sum(runs) / len(runs)
 
 
-def _prepare(
+def run_sd(model: NoiseModel) -> float:
+    """The per-run sd the claims use: the noise model's, never below the test-set floor at the
+    study's mean value (requires a known sd)."""
+    assert model.sd_run is not None
+    mean = float(np.mean([c.mean for c in model.configs])) if model.configs else 0.5
+    return max(model.sd_run, floor_sd(mean, model.n_val) if model.n_val else 0.0)
+
+
+def surface_fit(
     configs: Sequence[Config], box: tuple[tuple[float, float], tuple[float, float]]
-) -> tuple[_Prepared | None, str]:
+) -> tuple[SurfaceFit | None, str]:
     pts = [c for c in configs if c.lr and c.weight_decay and c.lr > 0 and c.weight_decay > 0]
     if not pts:
         return None, "no configuration with lr and wd"
@@ -138,10 +149,10 @@ def _prepare(
     if fit is None:
         return None, f"{len(pts)} configurations: too few to fit a surface"
     distinct = {"lr": len(set(u.round(9))), "weight_decay": len(set(v.round(9)))}
-    return _Prepared(pts[0].optimizer, fit, int(w.sum()), distinct), ""
+    return SurfaceFit(pts[0].optimizer, fit, int(w.sum()), distinct), ""
 
 
-def _tested(p: _Prepared) -> list[tuple[str, list[int]]]:
+def _tested(p: SurfaceFit) -> list[tuple[str, list[int]]]:
     """The presence tests one optimizer's fit makes: (subject, the coefficients involved)."""
     out = []
     for k, subject in enumerate(PARAMS):
@@ -168,7 +179,9 @@ def effect_range(surfaces: NDArray[np.float64], subject: str) -> NDArray[np.floa
     return (f.max(axis=axis) - f.min(axis=axis)).max(axis=1)
 
 
-def _draws(fit: polyfit.Fit, sd: float, df: float, rng: np.random.Generator) -> NDArray[np.float64]:
+def coefficient_draws(
+    fit: polyfit.Fit, sd: float, df: float, rng: np.random.Generator
+) -> NDArray[np.float64]:
     """DRAWS coefficient vectors: beta + N(0, s^2 cov), s = sd sqrt(df / chi2_df) per draw."""
     chol = np.linalg.cholesky(fit.cov + 1e-15 * np.eye(len(fit.beta)))
     z = rng.standard_normal((len(fit.beta), DRAWS))
@@ -269,11 +282,11 @@ def claims(
             for o in by_opt
             for s in PARAMS
         )
-        return Claims(unknown, margin, note, accuracy)
-    prepared: dict[str, _Prepared] = {}
+        return Claims(unknown, margin, note, accuracy, box)
+    prepared: dict[str, SurfaceFit] = {}
     reasons: dict[str, str] = {}
     for name, configs in by_opt.items():
-        p, why = _prepare(configs, box)
+        p, why = surface_fit(configs, box)
         if p is None:
             reasons[name] = why
         else:
@@ -290,8 +303,7 @@ def claims(
     tests = sum(len(_tested(p)) for p in prepared.values()) + max(len(names) - 1, 0) + len(pairs)
     level = ALPHA / max(tests, 1)
     rng = np.random.default_rng(SEED)
-    mean_acc = float(np.mean([c.mean for c in model.configs]))
-    sd = max(model.sd_run, floor_sd(mean_acc, model.n_val) if model.n_val else 0.0)
+    sd = run_sd(model)
     out: list[Claim] = []
     for name in by_opt:
         if name not in prepared:
@@ -323,11 +335,11 @@ def claims(
         )
     for ref, against, k in pairs:
         out.append(_optimizer_interaction(ref, against, k, sd, model.df, level, margin))
-    return Claims(tuple(out), margin, note, accuracy)
+    return Claims(tuple(out), margin, note, accuracy, box)
 
 
 def _optimizer_interaction(
-    ref: _Prepared, other: _Prepared, k: int, sd: float, df: float, level: float, margin: float
+    ref: SurfaceFit, other: SurfaceFit, k: int, sd: float, df: float, level: float, margin: float
 ) -> Claim:
     """Does the optimizer change how ``PARAMS[k]`` acts? The Wald test that every coefficient
     involving it is the same in both optimizers' fits (independent runs: covariances add)."""
@@ -354,7 +366,7 @@ def _optimizer_interaction(
 
 
 def _param_claims(
-    p: _Prepared,
+    p: SurfaceFit,
     sd: float,
     df: float,
     level: float,
@@ -364,7 +376,7 @@ def _param_claims(
     rng: np.random.Generator,
 ) -> list[Claim]:
     lat = _lattice_design(p.fit.terms)
-    draws = lat @ _draws(p.fit, sd, df, rng)  # (lattice, DRAWS)
+    draws = lat @ coefficient_draws(p.fit, sd, df, rng)  # (lattice, DRAWS)
     fitted = lat @ p.fit.beta
     out = []
     for k, subject in enumerate(PARAMS):
@@ -480,15 +492,15 @@ def _param_claims(
     return out
 
 
-def _box_mean(p: _Prepared) -> tuple[float, float]:
+def _box_mean(p: SurfaceFit) -> tuple[float, float]:
     """The fitted surface's mean over the box and its variance per unit run variance."""
     a = _lattice_design(p.fit.terms).mean(axis=0)
     return float(a @ p.fit.beta), float(a @ p.fit.cov @ a)
 
 
 def _optimizer_claim(
-    ref: _Prepared,
-    other: _Prepared,
+    ref: SurfaceFit,
+    other: SurfaceFit,
     sd: float,
     df: float,
     level: float,

@@ -40,7 +40,7 @@ from sweeper.analysis.noise import Z975, normal_cdf, t975
 ALPHA = 0.05
 BETA = ALPHA / 10
 # A winner less than this many standard errors ahead of the runner-up is a close race.
-CLOSE = 0.5
+CLOSE = 0.1
 
 
 class Winner(NamedTuple):

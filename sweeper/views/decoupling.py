@@ -1,8 +1,8 @@
 """View 2, decoupling: does the best lr move when weight decay changes (AdamW's claim)?
 
 ``decoupling_info(snap)`` finds, per band of one hyperparameter, the best configuration and
-the range within its noise, the slope of log best-lr against log wd with a bootstrap
-interval (or "not identifiable"), and the fitted surface's ridges; ``decoupling_figure(info)``
+the range within its noise, the slope of log best-lr against log wd with its interval (or
+"not identifiable", ``analysis.ridge``), and the GP surface's ridges; ``decoupling_figure``
 draws them beside accuracy against lr x wd.
 """
 
@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sweeper.analysis import noise
-from sweeper.analysis.study_model import noise_of
+from sweeper.analysis.ridge import ridge_slope
+from sweeper.analysis.study_model import best_of, noise_of
 from sweeper.snapshot import LR, WD, StudySnapshot, TrialPoint
 from sweeper.views.grid import band_edges, grid_of, in_band
 from sweeper.views.landscape import SUPPORT_EDGE, LandscapeInfo, Surface, landscape_info
@@ -72,11 +73,13 @@ class DecouplingPanel(NamedTuple):
     """For one optimizer: does the best lr move with wd (and the best wd with lr)?
 
 
-    ``slope`` is the least-squares slope of log10(best lr) against log10(wd) over the wd
-    bands: about 0 when lr and wd are decoupled (AdamW's claim), about -1 when only the
-    product lr x wd matters (Adam with L2). None with fewer than three bands, or when the
-    bands are flat within noise (``slope_note`` says "not identifiable"). ``slope_low`` and
-    ``slope_high`` bound it (95%, a parametric bootstrap of the configuration means).
+    ``slope`` is the slope of log10(best lr) against log10(wd) along the ridge of the claims'
+    fitted surface (``analysis.ridge``): about 0 when lr and wd are decoupled (AdamW's
+    claim), about -1 when only the product lr x wd matters (Adam with L2). None when the
+    surface is not shown to peak along lr (``slope_note`` says "not identifiable") or cannot
+    be fitted. ``slope_low`` and ``slope_high`` bound it (95%, the claims' coefficient draws).
+    The bands are what the runs show, each band's best and the range within noise of it;
+    a band that is ``flat`` has no best to speak of.
     """
 
     optimizer: str
@@ -139,37 +142,6 @@ def _bands(
     return tuple(bands), members
 
 
-def _slope_interval(
-    bands: Sequence[Band], members: Sequence[Sequence[noise.Config]], model: noise.NoiseModel
-) -> tuple[float | None, float | None, str]:
-    """A 95% interval for the slope of the wd ``bands``' best lr: redraw every
-    configuration's mean (normal, sd = its standard error), re-pick each band's best, refit."""
-    if len(bands) < 3:
-        return None, None, "fewer than 3 bands"
-    if all(b.flat for b in bands):
-        return None, None, "not identifiable: every band is flat within noise"
-    if any(c.se is None for m in members for c in m):
-        return None, None, "noise unknown"
-    rng = np.random.default_rng(0)
-    x = np.log10([b.center for b in bands])
-    # All draws at once, in the order a loop over (draw, band, configuration) would take
-    # them; at 10,000 trials the loop took 0.85 s of a report.
-    means = np.array([c.mean for m in members for c in m])
-    ses = np.array([c.se for m in members for c in m], dtype=float)
-    lrs = np.log10(np.array([c.lr for m in members for c in m], dtype=float))
-    draws = means + ses * rng.standard_normal((SLOPE_DRAWS, len(means)))
-    y = np.empty((SLOPE_DRAWS, len(members)))
-    start = 0
-    for k, inside in enumerate(members):
-        block = draws[:, start : start + len(inside)]
-        pick = np.argmax(block, axis=1) if model.maximize else np.argmin(block, axis=1)
-        y[:, k] = lrs[start + pick]
-        start += len(inside)
-    xc = x - x.mean()
-    slopes = (y - y.mean(axis=1, keepdims=True)) @ xc / (xc @ xc)  # least squares, per draw
-    return float(np.percentile(slopes, 2.5)), float(np.percentile(slopes, 97.5)), ""
-
-
 def _ridge(surface: Surface, along_lr: bool, maximize: bool) -> tuple[RidgePoint, ...]:
     """Where the surface mean peaks in each row (``along_lr``) or column of its grid.
 
@@ -208,19 +180,6 @@ def _ridge(surface: Surface, along_lr: bool, maximize: bool) -> tuple[RidgePoint
     )
 
 
-SLOPE_DRAWS = 200  # bootstrap draws for the slope's interval: percentiles stable to ~0.02
-
-
-def _slope(bands: Sequence[Band]) -> float | None:
-    if len(bands) < 3:
-        return None
-    x = np.log10([b.center for b in bands])
-    y = np.log10([b.best_other for b in bands])
-    if np.ptp(x) == 0:
-        return None
-    return float(np.polyfit(x, y, 1)[0])
-
-
 def decoupling_info(snap: StudySnapshot, landscape: LandscapeInfo | None = None) -> DecouplingInfo:
     """Per band, the best configuration and the range within its noise; the slope with its
     interval or "not identifiable"; the surface's ridges; accuracy against lr x wd.
@@ -230,6 +189,8 @@ def decoupling_info(snap: StudySnapshot, landscape: LandscapeInfo | None = None)
     """
     land = landscape if landscape is not None else landscape_info(snap)
     model = noise_of(snap)
+    # The claims' box (the spec's space, or what was tried): the slope is a claim too.
+    box = best_of(snap).claims.box or (land.lr_bounds, land.wd_bounds)
     grid = grid_of(snap)
     panels = []
     for panel in land.panels:
@@ -238,10 +199,9 @@ def decoupling_info(snap: StudySnapshot, landscape: LandscapeInfo | None = None)
             for c in model.configs
             if c.optimizer == panel.optimizer and c.lr is not None and c.weight_decay is not None
         ]
-        by_wd, wd_members = _bands(snap, configs, model, WD, land.wd_bounds, grid and grid[1])
+        by_wd, _ = _bands(snap, configs, model, WD, land.wd_bounds, grid and grid[1])
         by_lr, _ = _bands(snap, configs, model, LR, land.lr_bounds, grid and grid[0])
-        low, high, note = _slope_interval(by_wd, wd_members, model)
-        slope = None if note.startswith("not identifiable") else _slope(by_wd)
+        ridge = ridge_slope(model, box, panel.optimizer, snap.maximize)
         panels.append(
             DecouplingPanel(
                 optimizer=panel.optimizer,
@@ -249,13 +209,13 @@ def decoupling_info(snap: StudySnapshot, landscape: LandscapeInfo | None = None)
                 wd_by_lr=by_lr,
                 ridge_lr_by_wd=_ridge(panel.surface, True, snap.maximize) if panel.surface else (),
                 ridge_wd_by_lr=_ridge(panel.surface, False, snap.maximize) if panel.surface else (),
-                slope=slope,
+                slope=ridge.slope,
                 product=tuple(
                     (p.lr * p.weight_decay, p) for p in panel.points if p.value is not None
                 ),
-                slope_low=low,
-                slope_high=high,
-                slope_note=note,
+                slope_low=ridge.low,
+                slope_high=ridge.high,
+                slope_note=ridge.note,
             )
         )
     return DecouplingInfo(tuple(panels), land.lr_bounds, land.wd_bounds)

@@ -29,6 +29,9 @@ PACK_SIZE = "pack_size"
 ORDER_SEED = "order_seed"
 ORDER_EPOCH_OFFSET = "order_epoch_offset"
 EPOCHS_RUN = "epochs_run"  # the last epoch it reported, counting epochs before a resume
+# Optimizer steps in one of its epochs: ceil(training images / batch size). The decay's
+# memory in epochs needs it; a study made without a stored spec still has it here.
+STEPS_PER_EPOCH = "steps_per_epoch"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the epochs its checkpoint held when it resumed
 
 # -- provenance (sweeper.work.provenance) ----------------------------------------------------

@@ -34,6 +34,8 @@ from sweeper.views.style import (
 
 # Bands per axis in the decoupling view, and the fewest completed trials per band on average.
 MAX_BANDS = 8
+# How far apart (in decades of the band axis) two optimizers' markers stand in one band.
+DODGE_DECADES = 0.04
 
 
 TRIALS_PER_BAND = 6
@@ -281,13 +283,37 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
                     row=1,
                     col=col,
                 )
+            # Optimizers side by side within a band (AdamW's markers hid under Adam's).
+            shift = 10 ** ((k - (len(info.panels) - 1) / 2) * DODGE_DECADES)
+            xs = [b.center * shift for b in bands]
+            # The line joins only bands whose best stands out: through a band flat within
+            # noise it zig-zagged between the range's ends on noise alone.
             fig.add_trace(
                 go.Scatter(
-                    x=[b.center for b in bands],
-                    y=[b.best_other for b in bands],
-                    mode="markers+lines",
+                    x=xs,
+                    y=[None if b.flat else b.best_other for b in bands],
+                    mode="lines",
+                    connectgaps=False,
                     line={"color": colour, "width": 1},
-                    marker={"color": colour, "size": 10, "line": {"width": 1, "color": "white"}},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=f"{p.optimizer}-bands",
+                    name=f"{name}: best per band, joined",
+                ),
+                row=1,
+                col=col,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=[b.best_other for b in bands],
+                    mode="markers",
+                    marker={
+                        "color": [("white" if b.flat else colour) for b in bands],
+                        "size": 10,
+                        "symbol": "circle" if k == 0 else "diamond",
+                        "line": {"width": 2, "color": colour},
+                    },
                     # The bar spans the values within noise of the band's best: the best
                     # could as well sit anywhere on it.
                     error_y={
@@ -299,7 +325,7 @@ def decoupling_figure(info: DecouplingInfo) -> go.Figure:
                         "thickness": 2,
                         "width": 6,
                     },
-                    name=f"{name}: best per band (bar: within noise)",
+                    name=f"{name}: best per band (bar: within noise; hollow: flat band)",
                     legendgroup=f"{p.optimizer}-bands",
                     showlegend=col == 1,
                     customdata=[

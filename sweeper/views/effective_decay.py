@@ -15,10 +15,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import plotly.graph_objects as go
 
+from sweeper import attrs
 from sweeper.analysis import noise
 from sweeper.analysis.decay import (
     DEFAULT_TRAIN_SIZE,
     DecayCheck,
+    Schedule,
     decay_check,
     memory_epochs,
     schedule,
@@ -34,8 +36,9 @@ from sweeper.views.style import (
     page_layout,
 )
 
-# When the study does not record its schedule (a study made by hand): the tutorial's batch of
-# 32 on CIFAR-10's 50,000 training images, the spec's defaults. The view says it assumed them.
+# When neither the spec nor the trials record the schedule (a study made by hand): the
+# tutorial's batch of 32 on CIFAR-10's 50,000 training images, the spec's defaults. The view's
+# title then says it assumed them.
 ASSUMED_BATCH = 32
 
 
@@ -66,6 +69,16 @@ class EffectiveDecayInfo(NamedTuple):
     value_range: tuple[float, float] | None
 
 
+def _recorded_steps(snap: StudySnapshot) -> int | None:
+    """The steps per epoch AdamW's trials recorded (the most common value), or None."""
+    counts: dict[int, int] = {}
+    for t in snap.trials:
+        steps = t.user_attrs.get(attrs.STEPS_PER_EPOCH)
+        if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+            counts[steps] = counts.get(steps, 0) + 1
+    return max(counts, key=lambda k: counts[k]) if counts else None
+
+
 def effective_decay_info(snap: StudySnapshot) -> EffectiveDecayInfo:
     """AdamW's configurations placed at (lr, memory in epochs), with the decay-axis check."""
     points = trial_points(snap)
@@ -73,11 +86,15 @@ def effective_decay_info(snap: StudySnapshot) -> EffectiveDecayInfo:
     space = adamw_space(snap, points)
     reached = max((p.epoch for p in points if p.epoch is not None), default=None)
     sched, assumed = st.schedule, ""
-    if sched is None:
+    recorded = _recorded_steps(snap)
+    if sched is None and recorded is not None:
+        sched = Schedule(reached or 1, recorded)
+    elif sched is None:
         sched = schedule(reached or 1, ASSUMED_BATCH, None)
         assumed = (
-            f"schedule not recorded: memories assume {sched.steps_per_epoch:,} steps per epoch "
-            f"({DEFAULT_TRAIN_SIZE:,} images, batch {ASSUMED_BATCH})"
+            f"ASSUMED: neither the study's spec nor its trials record the steps per epoch; "
+            f"memories assume {sched.steps_per_epoch:,} ({DEFAULT_TRAIN_SIZE:,} images, batch "
+            f"{ASSUMED_BATCH}): with fewer training images every memory is longer in proportion"
         )
     spe = sched.steps_per_epoch
     configs = sorted(
@@ -134,6 +151,8 @@ def effective_decay_figure(info: EffectiveDecayInfo) -> go.Figure:
     plot: it is the same line ``sweeper best`` prints.
     """
     title = "Effective decay: how long AdamW's weight decay remembers"
+    if info.assumed:
+        title += " <sup>(steps per epoch ASSUMED: see below)</sup>"
     if not info.configs and not info.pruned:
         why = (
             "No AdamW trial: "

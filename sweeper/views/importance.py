@@ -25,6 +25,12 @@ from sweeper.views.style import (
 __all__ = ["ImportanceInfo", "importance_figure", "importance_info"]
 
 
+TERM_LABELS = {
+    t: LABELS.get(t, t.replace("weight_decay", "wd"))
+    for t in ("lr", "weight_decay", "lr x weight_decay")
+}
+
+
 def importance_figure(info: ImportanceInfo) -> go.Figure:
     """Per optimizer, the shares of lr, wd and their interaction with 95% bootstrap intervals
     (left); per epoch, each optimizer's lr and wd shares with their intervals (right); and,
@@ -36,7 +42,7 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
     several = len(info.by_optimizer) > 1
     pooled_col = 2 if info.evaluators else None
     epoch_col = 3 if info.evaluators else 2
-    titles = ["per optimizer (95% bootstrap; ✱ more than noise)"]
+    titles = ["per optimizer (95% bootstrap; ✱ the claim says it matters)"]
     if pooled_col:
         titles.append("Optuna's evaluators" + (", optimizers pooled" if several else ""))
     titles.append("per epoch (pruned trials count)")
@@ -49,16 +55,25 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
     )
     terms = ["lr", "weight_decay", "lr x weight_decay"]
     notes = []
-    for k, (name, d) in enumerate(info.by_optimizer):
+    # Numeric rows, one per term, each optimizer's bar at its own offset within the row:
+    # its label can then stand at exactly its bar's height, past the whisker's end.
+    drawn = [(name, d) for name, d in info.by_optimizer if d.shares is not None]
+    width = 0.8 / max(len(drawn), 1)
+    for name, d in info.by_optimizer:
         if d.shares is None:
             notes.append(f"{optimizer_label(name)}: {d.note}")
-            continue
-        got = [d.shares[t] for t in terms if t in d.shares]
+    for k, (name, d) in enumerate(drawn):
+        assert d.shares is not None
+        term_rows = [i for i, t in enumerate(terms) if t in d.shares]
+        got = [d.shares[terms[i]] for i in term_rows]
+        centre = (k - (len(drawn) - 1) / 2) * width
         fig.add_trace(
             go.Bar(
                 x=[s.share for s in got],
-                y=[LABELS.get(t, t.replace("weight_decay", "wd")) for t in terms if t in d.shares],
+                y=term_rows,
                 orientation="h",
+                offset=centre - width / 2,
+                width=width,
                 name=optimizer_label(name),
                 marker={"color": optimizer_colour(name, k)},
                 error_x={
@@ -69,20 +84,41 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
                     "color": "#333333",
                     "thickness": 1.5,
                 },
-                text=[f"{s.share:.2f}{' ✱' if s.shown else ''}" for s in got],
-                textposition="outside",
-                cliponaxis=False,
-                hovertemplate="%{y}: %{x:.3f}<extra>" + optimizer_label(name) + "</extra>",
+                customdata=[TERM_LABELS[terms[i]] for i in term_rows],
+                hovertemplate="%{customdata}: %{x:.3f}<extra>" + optimizer_label(name) + "</extra>",
             ),
             row=1,
             col=1,
         )
+        # Each label stands past its whisker's end: on the bar's end it sat on the whisker.
+        fig.add_trace(
+            go.Scatter(
+                x=[s.high + 0.02 for s in got],
+                y=[i + centre for i in term_rows],
+                mode="text",
+                text=[f"{s.share:.2f}{' ✱' if s.shown else ''}" for s in got],
+                textposition="middle right",
+                cliponaxis=False,
+                showlegend=False,
+                hoverinfo="skip",
+                name=f"{optimizer_label(name)} shares",
+            ),
+            row=1,
+            col=1,
+        )
+    fig.update_yaxes(
+        tickvals=list(range(len(terms))),
+        ticktext=[TERM_LABELS[t] for t in terms],
+        range=[-0.6, len(terms) - 0.4],
+        row=1,
+        col=1,
+    )
     if info.across is not None and info.across.shares:
         inter = info.across.shares["optimizer x weight_decay"]
         notes.append(
             f"optimizer × wd explains {inter.share:.2f} [{inter.low:.2f}, {inter.high:.2f}]"
         )
-    fig.update_xaxes(range=[0, 1.15], title_text="share of variance", row=1, col=1)
+    fig.update_xaxes(range=[0, 1.3], title_text="share of variance", row=1, col=1)
     fig.update_layout(barmode="group")
     if pooled_col:
         _pooled_bars(fig, info, pooled_col)
@@ -102,6 +138,9 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
                     y=[s.high for s in shares] + [s.low for s in shares][::-1],
                     fill="toself",
                     fillcolor=rgba(colour, 0.12),
+                    # Without a mode plotly.js adds markers to short traces: unlabelled
+                    # dots at the band's corners.
+                    mode="lines",
                     line={"width": 0},
                     hoverinfo="skip",
                     showlegend=False,

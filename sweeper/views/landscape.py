@@ -79,6 +79,14 @@ class LandscapeInfo(NamedTuple):
     value_range: tuple[float, float] | None  # of completed trials; None when there are none
 
 
+# Completed trials before a surface is drawn. The GP can be fitted to 5, but 8 noisy runs gave
+# "bullseyes" (one bump per trial, each a single run's noise) on a 3.5-point colour scale; at
+# 12 the surface is smooth over the runs' noise on the studies in tests/views.
+SURFACE_MIN = 12
+# The colour scale spans at least this many per-run sds (±2 sd): noise never fills it.
+COLOUR_SPAN_SDS = 4
+
+
 def _unit(
     values: Sequence[float] | NDArray[np.float64], bounds: tuple[float, float]
 ) -> NDArray[np.float64]:
@@ -133,10 +141,10 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
         # `sweeper importance` never use (a third of a second of start-up each).
         from sweeper.analysis import surface as gp
 
-        if len(done) < gp.MIN_POINTS:
+        if len(done) < SURFACE_MIN:
             note = (
                 f"{len(done)} completed trial{'s' if len(done) != 1 else ''}: "
-                f"a surface needs at least {gp.MIN_POINTS}"
+                f"a surface needs at least {SURFACE_MIN}"
             )
         else:
             x = np.column_stack(
@@ -164,8 +172,17 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
         panels=tuple(panels),
         lr_bounds=lr_b,
         wd_bounds=wd_b,
-        value_range=(min(values), max(values)) if values else None,
+        value_range=_colour_range(values, _run_sd(model, np.array(values))) if values else None,
     )
+
+
+def _colour_range(values: Sequence[float], sd_run: float) -> tuple[float, float]:
+    """The values' range, widened to at least ``COLOUR_SPAN_SDS`` per-run sds about its
+    middle: differences the noise alone makes must not span the whole colour scale."""
+    low, high = min(values), max(values)
+    half = max((high - low) / 2, COLOUR_SPAN_SDS * sd_run / 2)
+    mid = (low + high) / 2
+    return mid - half, mid + half
 
 
 def _point_traces(
@@ -312,13 +329,18 @@ def landscape_figure(info: LandscapeInfo) -> go.Figure:
                 col=1,
             )
             colorbar_drawn = True
+            # The fog is a contour trace like the mean it covers: plotly.js draws heatmap
+            # traces beneath contour traces whatever their order, so a heatmap fog never
+            # showed. Its colours blend towards white as the sd nears the prior's.
             fig.add_trace(
-                go.Heatmap(
+                go.Contour(
                     x=s.lr,
                     y=s.weight_decay,
                     z=np.clip(ratio, 0.0, 1.0),
                     zmin=0.0,
                     zmax=1.0,
+                    contours={"coloring": "heatmap", "showlines": False},
+                    line={"width": 0},
                     colorscale=[[0.0, "rgba(255,255,255,0)"], [1.0, "rgba(255,255,255,0.85)"]],
                     showscale=False,
                     hoverinfo="skip",

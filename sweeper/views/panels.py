@@ -114,11 +114,14 @@ def panels(views: Views) -> list[Panel]:
         Panel(
             "decoupling",
             "Are lr and weight decay decoupled?",
-            "Left: in each band of weight decay, the lr of the best completed trial (markers; "
-            "bars span the band) and where the fitted surface peaks (dashed). A level line means "
-            "the best lr does not depend on wd, AdamW's claim; a line falling with slope -1 "
-            "means only lr x wd matters, as with Adam's coupled L2. Middle: the same question "
-            "the other way round. Right: accuracy against lr x wd, the decay applied per step.",
+            "Left: in each band of weight decay, the lr of the best configuration (markers; "
+            "each bar spans the lrs within noise of that best, and a hollow marker is a band "
+            "flat within noise, where the best is noise and no line is drawn) and where the GP "
+            "surface peaks (dashed). A level line means the best lr does not depend on wd, "
+            "AdamW's claim; a line falling with slope -1 means only lr x wd matters, as with "
+            "Adam's coupled L2. The slope in the title, with its 95% interval, is the ridge of "
+            "the claims' fitted surface. Middle: the same question the other way round. Right: "
+            "accuracy against lr x wd, the decay applied per step.",
             decoupling.decoupling_figure(views.decoupling),
         ),
         Panel(

@@ -435,6 +435,8 @@ class Worker:
                         trainer.execution.describe(),
                     )
                 values.update(described)
+                batch = self.spec.training.batch_size
+                values[attrs.STEPS_PER_EPOCH] = -(-len(trainer.data.train_y) // batch)
                 slot.described = True
             reports: dict[int, float] = {}
             if result.finite:

@@ -145,3 +145,103 @@ def test_live_dashboard_renders_and_refreshes(browser: webdriver.Chrome, storage
             browser, "return document.getElementById('status').textContent.startsWith('41 trials')"
         )
         assert browser.execute_script("return document.getElementById('error').textContent") == ""
+
+
+def _clustered(n: int = 40) -> list:  # type: ignore[type-arg]
+    """Both optimizers' trials crowded into the low-lr, low-wd corner: the GP is sure there
+    and knows nothing in the far corner. lr matters (a peak at 2e-4), wd does not."""
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    trials = []
+    for i in range(n):
+        opt = ("adamw", "adam")[i % 2]
+        lr, wd = 10 ** rng.uniform(-4, -3.5), 10 ** rng.uniform(-4, -3.3)
+        value = 0.62 - 0.6 * math.log10(lr / 2e-4) ** 2 + 0.005 * rng.standard_normal()
+        trials.append(
+            make_trial(i, lr=lr, wd=wd, optimizer=opt, optimizers=("adamw", "adam"),
+                       curve={1: value - 0.05, 2: value})
+        )  # fmt: skip
+    return trials
+
+
+# Where a value lands on a figure's first subplot, in the viewport's pixels.
+PIXEL_OF = """
+const [key, lr, wd] = arguments;
+const gd = document.getElementById('fig-' + key);
+const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+const box = gd.getBoundingClientRect();
+return [box.left + xa._offset + xa.l2p(Math.log10(lr)),
+        box.top + ya._offset + ya.l2p(Math.log10(wd))];
+"""
+
+
+def test_figures_show_the_fog_label_every_marker_and_keep_labels_off_whiskers(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """Read in Chromium, as a person sees them: (1) the landscape fades to white where the GP
+    knows nothing (pixels: the far corner, which no trial is near, is near-white, while the
+    data's corner keeps the colour scale's colours: Viridis has no colour with all three
+    channels above 200); (2) no trace draws markers that neither a legend nor a hover names
+    (plotly.js gave the importance bands' fills default markers); (3) no share label's box
+    overlaps a whisker's box in the importance figure."""
+    import io
+
+    from PIL import Image
+
+    from sweeper.snapshot import from_trials
+
+    out = tmp_path / "clustered.html"
+    write_report(from_trials(_clustered()), out)
+    browser.get(out.as_uri())
+    wait_for(browser, RENDERED)
+    browser.execute_script("document.getElementById('fig-landscape').scrollIntoView()")
+    time.sleep(0.5)
+    shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
+    ratio = browser.execute_script("return window.devicePixelRatio") or 1
+    x, y = browser.execute_script(PIXEL_OF, "landscape", 9e-4, 9e-3)
+    far = shot.getpixel((int(x * ratio), int(y * ratio)))
+    assert min(far) > 200, f"far corner {far}: no fog where the GP knows nothing"
+    x, y = browser.execute_script(PIXEL_OF, "landscape", 1.8e-4, 1.6e-4)
+    near = [
+        shot.getpixel((int((x + dx) * ratio), int((y + dy) * ratio)))
+        for dx in range(-15, 16, 3)
+        for dy in range(-15, 16, 3)
+    ]
+    assert any(min(p) < 150 for p in near), "the data's corner is fogged too"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot.save(SCREENSHOTS / "landscape-fog.png")
+
+    unnamed = browser.execute_script(
+        """
+        const bad = [];
+        for (const key of PANELS) {
+          const gd = document.getElementById('fig-' + key);
+          for (const t of gd._fullData) {
+            const marks = t.type === 'scatter' && (t.mode || '').includes('markers');
+            const named = t.showlegend || (t.hoverinfo !== 'skip' && t.hoverinfo !== 'none');
+            if (t.visible === true && marks && !named) bad.push(key + ': ' + t.name);
+          }
+        }
+        return bad;
+        """.replace("PANELS", json.dumps(list(PANELS)))
+    )
+    assert unnamed == []
+
+    overlaps = browser.execute_script(
+        """
+        const gd = document.getElementById('fig-importance');
+        const boxes = sel => [...gd.querySelectorAll(sel)].map(e => e.getBoundingClientRect())
+          .filter(r => r.width > 0 && r.height > 0);
+        const texts = boxes('g.textpoint text'), whiskers = boxes('g.errorbar path');
+        const hit = (a, b) =>
+          a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+        return [texts.length, whiskers.length,
+                texts.filter(t => whiskers.some(w => hit(t, w))).length];
+        """
+    )
+    n_texts, n_whiskers, n_hits = overlaps
+    assert n_texts >= 6 and n_whiskers >= 6, overlaps  # 3 shares x 2 optimizers
+    assert n_hits == 0, overlaps

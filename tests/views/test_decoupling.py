@@ -47,9 +47,11 @@ def test_decoupling_on_a_flat_study_is_not_identifiable() -> None:
 
 
 def test_decoupling_slope_comes_with_an_interval() -> None:
+    """Both optimizers' best lr is 4.6e-4 at every wd in truth (Adam's wd effect is additive):
+    the ridge of the fitted quadratic is level to within its interval (noise 0.3 points)."""
     dec = decoupling_info(snap(split_grid))
     for p in dec.panels:
-        assert p.slope is not None and abs(p.slope) < 1e-9
+        assert p.slope is not None and abs(p.slope) < 0.05
         assert p.slope_low is not None and p.slope_high is not None
         assert -0.3 < p.slope_low <= 0 <= p.slope_high < 0.3
         # Per band: best lr 4.6e-4, within noise 2.2e-4..1e-3 (1e-4 is 6 points worse).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from analysis.truths import random_study, replicated, split_grid
 
 from sweeper.analysis.study_model import best_of
@@ -59,6 +60,21 @@ def test_effective_decay_without_a_spec_assumes_and_says_so() -> None:
     info = effective_decay_info(from_trials(trials))
     # CIFAR-10's 50,000 images at batch 32; epochs from the trials (each reported 2).
     assert (info.steps_per_epoch, info.epochs) == (1563, 2)
-    assert info.assumed.startswith("schedule not recorded") and info.check is None
+    assert info.assumed.startswith("ASSUMED: neither the study's spec nor its trials")
+    assert info.check is None
     fig = effective_decay_figure(info)
-    assert "schedule not recorded" in fig.layout.annotations[0].text
+    assert "steps per epoch ASSUMED" in fig.layout.title.text
+    assert "ASSUMED: neither" in fig.layout.annotations[0].text
+
+
+def test_effective_decay_without_a_spec_reads_the_steps_its_trials_recorded() -> None:
+    """A 10,000-image study made without a spec: its trials' 313 steps per epoch, not 1,563
+    (memories 5x too short before), and nothing assumed."""
+    trials, _ = random_study()
+    for t in trials:
+        t.user_attrs["steps_per_epoch"] = 313
+    info = effective_decay_info(from_trials(trials))
+    assert (info.steps_per_epoch, info.epochs, info.assumed) == (313, 2, "")
+    c = info.configs[0]
+    assert info.memory[0] == pytest.approx(1 / (c.lr * c.weight_decay * 313))  # type: ignore[operator]
+    assert "ASSUMED" not in effective_decay_figure(info).layout.title.text

@@ -56,7 +56,8 @@ def test_one_trial() -> None:
     (panel,) = views.landscape.panels
     assert panel.points == (TrialPoint(0, 3e-4, 1e-3, 0.55, "complete", 2, "adamw"),)
     assert panel.surface is None and "1 completed trial:" in panel.note
-    assert views.landscape.value_range == (0.55, 0.55)
+    # One value: the colour scale still spans 4 per-run sds (the 1-point prior) about it.
+    assert views.landscape.value_range == pytest.approx((0.53, 0.57))
     (dec,) = views.decoupling.panels
     # One trial is not a grid: its band is a log bin around it.
     assert [(b.best_other, b.best_number) for b in dec.lr_by_wd] == [(3e-4, 0)]
@@ -200,22 +201,43 @@ def test_decoupling_importance_curves_history_timeline(both: StudySnapshot) -> N
     dec = decoupling_figure(views.decoupling)
     assert "slope of log best-lr on log wd" in dec.layout.title.text
     assert axis_types(dec, "xaxis") == {"log"}
-    bands = traces(dec, "best per band (bar: within noise)")
+    bands = traces(dec, "best per band (bar: within noise; hollow: flat band)")
     assert len(bands) == 4  # 2 optimizers x 2 panels
     assert all(b.error_y.array is not None for b in bands)  # the range within noise
+    # The two optimizers' markers stand apart within each band (AdamW's hid under Adam's).
+    adamw, adam = bands[0], bands[2]
+    p_adamw, p_adam = views.decoupling.panels
+    assert adamw.x == pytest.approx([b.center * 10**-0.02 for b in p_adamw.lr_by_wd])
+    assert adam.x == pytest.approx([b.center * 10**0.02 for b in p_adam.lr_by_wd])
+    # The joining line skips flat bands: its y is None exactly where a band is flat.
+    for panel, line in zip(
+        views.decoupling.panels, traces(dec, "best per band, joined")[::2], strict=True
+    ):
+        assert [y is None for y in line.y] == [b.flat for b in panel.lr_by_wd]
 
     imp = importance_figure(views.importance)
     bars = [t for t in imp.data if t.type == "bar" and t.orientation == "h"]
     assert not [b for b in bars if b.name in ("PED-ANOVA", "fANOVA")]  # opt-in
     assert [a.text for a in imp.layout.annotations][:2] == [
-        "per optimizer (95% bootstrap; ✱ more than noise)",
+        "per optimizer (95% bootstrap; ✱ the claim says it matters)",
         "per epoch (pruned trials count)",
     ]
     asked = importance_figure(importance_info(both, ("ped-anova", "fanova")))
     pooled = [t for t in asked.data if t.type == "bar" and t.name in ("PED-ANOVA", "fANOVA")]
     assert len(pooled) == 2 and all(b.xaxis == "x2" for b in pooled)
     assert all(set(b.y) == {"optimizer", "weight decay", "learning rate"} for b in pooled)
-    assert {t.xaxis for t in asked.data if t.type == "scatter"} == {"x3"}  # per epoch, right
+    lines = [t for t in asked.data if t.type == "scatter" and t.mode != "text"]
+    assert {t.xaxis for t in lines} == {"x3"}  # per epoch, right
+    # Share labels (text) stand past their whiskers, on the left panel, one per bar.
+    labels = [t for t in asked.data if t.type == "scatter" and t.mode == "text"]
+    mine = [t for t in asked.data if t.type == "bar" and t.xaxis in (None, "x")]
+    assert {t.xaxis for t in labels} == {"x"} and len(labels) == len(mine)
+    for bar, text in zip(mine, labels, strict=True):
+        assert list(text.x) == pytest.approx(
+            [x + hi + 0.02 for x, hi in zip(bar.x, bar.error_x.array, strict=True)]
+        )
+    # A band's fill never gets plotly's default markers (unlabelled dots at its corners).
+    assert all(t.mode == "lines" for t in asked.data if t.type == "scatter" and t.fill == "toself")
     per_opt = [b for b in bars if b.name in ("AdamW", "Adam")]
     assert len(per_opt) == 2 and all(b.error_x.array is not None for b in per_opt)
     lines = [t for t in imp.data if t.type == "scatter" and t.mode == "lines+markers"]

@@ -17,7 +17,9 @@ shares with intervals). The truth is then compared with what was said:
   hyperparameter (goal <= 5% of studies);
 - importance-share coverage: each share's 95% interval holds the true share (goal >= 90%);
 - slope coverage: the decoupling slope's 95% interval holds the true ridge slope (goal >= 90%);
-- power: how often a real effect is called "matters".
+- power: how often a real 4-point effect is called "matters" in studies with replicates;
+- absence said: how often an effect smaller than half the margin is called "does not matter"
+  (a calibrated tool that never says it is useless: this shows where it can).
 
 Everything is seeded: the same arguments print the same table. Prints the machine, versions,
 the number of studies and the time taken; ``--json`` also writes the raw counts.
@@ -26,6 +28,7 @@ the number of studies and the time taken; ``--json`` also writes the raw counts.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import platform
@@ -34,17 +37,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.analysis import noise as nm
 from sweeper.analysis import polyfit
-from sweeper.analysis.best import best_info
-from sweeper.analysis.claims import ABSENT, INTERACTION, LATTICE, MATTERS, effect_range, mark_shares
-from sweeper.analysis.effects import decompose, true_shares
+from sweeper.analysis.claims import ABSENT, INTERACTION, LATTICE, MATTERS, effect_range
+from sweeper.analysis.effects import true_shares
+from sweeper.analysis.importance import importance_info
 from sweeper.analysis.ridge import ridge_slope, slope_of
+from sweeper.analysis.study_model import best_of, noise_of
+from sweeper.snapshot import StudySnapshot
 
 BOX = ((1e-4, 1e-3), (1e-4, 1e-2))  # the default search space (DESIGN.md)
+T0 = dt.datetime(2026, 1, 1)
 GOALS = {
     "coverage": 0.93,
     "false_absence": 0.05,
@@ -70,6 +78,7 @@ class Family:
     sampler: str = "random"  # "random", "concentrated" or "grid"
     prune: bool = False  # a median rule after the first 8 trials drops the laggards
     confirm: int = 0  # top configurations replicated with 2 new seeds each
+    seeds: int = 1  # runs of each search configuration (each a search trial)
     effect: float = 0.0  # the effect size the family was built with (power is read by it)
 
 
@@ -168,6 +177,21 @@ def _families() -> list[Family]:
     fams.append(
         Family("many trials flat sd0.5", lambda o, u, v: base + 0 * u, trials=160, noise=0.005)
     )
+    # Studies large enough to bound an effect inside the 1-point margin: 120 configurations x
+    # 4 seeds at 0.3 points of noise. Absence is right for wd of 0 and 0.6 points, false for
+    # 1.5 points (linear, or a cliff a quadratic fits badly).
+    big = {"trials": 120, "seeds": 4, "noise": 0.003}
+    for label, wd_effect in (("wd 0pt", lambda v: 0 * v), ("wd 0.6pt", lambda v: -0.006 * v),
+                             ("wd 1.5pt", lambda v: -0.015 * v),
+                             ("wd cliff 1.5pt", lambda v: 0.015 * cliff(1 - v))):  # fmt: skip
+        fams.append(
+            Family(
+                f"big {label} (120x4 seeds)",
+                lambda o, u, v, w=wd_effect: base + 0.04 * peak(u) + w(v),
+                effect=0.04,
+                **big,  # type: ignore[arg-type]
+            )
+        )
     return fams
 
 
@@ -193,54 +217,107 @@ def _sample(fam: Family, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 @dataclass
 class Study:
-    observations: list[nm.Observation]
-    n_pruned: int
+    snap: StudySnapshot  # as sweeper's storage would hand it to `best`, the views, the notebook
     truth: dict[tuple[str, float, float], float]  # configuration -> true mean
 
 
+def _spec(fam: Family) -> dict[str, Any]:
+    """The spec a worker would have stored: the default space, the optimizers, 2 epochs."""
+    from sweeper.spec import (
+        DataSpec,
+        FloatRange,
+        SamplerSpec,
+        SpaceSpec,
+        StudySpec,
+        TrainingSpec,
+        spec_to_dict,
+    )
+
+    return spec_to_dict(
+        StudySpec(
+            name="calibration",
+            space=SpaceSpec(FloatRange(*BOX[0]), FloatRange(*BOX[1]), fam.optimizers),
+            sampler=SamplerSpec(kind="random", seed=0, params={}),
+            training=TrainingSpec(epochs=2),
+            data=DataSpec(train_size=10_000, val_size=10_000),
+        )
+    )
+
+
+def _trial(
+    number: int,
+    opt: str,
+    fam: Family,
+    lr: float,
+    wd: float,
+    curve: dict[int, float],
+    state: TrialState,
+    replicate_of: int | None = None,
+) -> FrozenTrial:
+    params: dict[str, Any] = {"lr": lr, "weight_decay": wd}
+    dists: dict[str, Any] = {
+        "lr": FloatDistribution(*BOX[0], log=True),
+        "weight_decay": FloatDistribution(*BOX[1], log=True),
+    }
+    if len(fam.optimizers) > 1:
+        params["optimizer"] = opt
+        dists["optimizer"] = CategoricalDistribution(fam.optimizers)
+    attrs: dict[str, Any] = {"optimizer": opt, "seed": number}
+    if replicate_of is not None:
+        attrs["replicate_of"] = replicate_of
+    start = T0 + dt.timedelta(minutes=number)
+    return FrozenTrial(
+        number=number,
+        state=state,
+        value=curve[max(curve)],
+        values=None,
+        datetime_start=start,
+        datetime_complete=start + dt.timedelta(minutes=1),
+        params=params,
+        distributions=dists,
+        user_attrs=attrs,
+        system_attrs={},
+        intermediate_values=curve,
+        trial_id=number,
+    )
+
+
 def draw(fam: Family, rng: np.random.Generator) -> Study:
-    """One study of ``fam`` as workers would leave it."""
-    obs: list[nm.Observation] = []
+    """One study of ``fam`` as workers would leave it: a search (``seeds`` runs of each
+    configuration), pruned trials stopped after epoch 1 by a median rule, then the top
+    configurations' seed replicates."""
+    trials: list[FrozenTrial] = []
     truth: dict[tuple[str, float, float], float] = {}
-    n_pruned, number = 0, 0
     per = fam.trials // len(fam.optimizers)
     seen: list[float] = []  # epoch-1 values so far, for the median rule
+
+    def run(opt: str, lr: float, wd: float, mu: float, replicate_of: int | None = None) -> None:
+        final = mu + fam.noise * rng.standard_normal()
+        # Epoch 1: the final value minus a climb, plus its own noise.
+        early = final - 0.05 + fam.noise * rng.standard_normal()
+        state = TrialState.COMPLETE
+        if fam.prune and replicate_of is None and len(seen) >= 8 and early < np.median(seen):
+            state = TrialState.PRUNED
+        seen.append(early)
+        curve = {1: early} if state == TrialState.PRUNED else {1: early, 2: final}
+        trials.append(_trial(len(trials), opt, fam, lr, wd, curve, state, replicate_of))
+
     for opt in fam.optimizers:
         u, v = _sample(fam, per, rng)
         lr, wd = _to_box(u, v)
         mu = fam.truth(opt, u, v)
         for i in range(len(u)):
-            value = float(mu[i] + fam.noise * rng.standard_normal())
             truth[(opt, float(lr[i]), float(wd[i]))] = float(mu[i])
-            if fam.prune:
-                # Epoch 1: the final value minus a climb, plus its own noise.
-                early = value - 0.05 + fam.noise * rng.standard_normal()
-                if len(seen) >= 8 and early < float(np.median(seen)):
-                    seen.append(early)
-                    n_pruned += 1
-                    number += 1
-                    continue
-                seen.append(early)
-            obs.append(nm.Observation(number, opt, float(lr[i]), float(wd[i]), value, number))
-            number += 1
+            for _ in range(fam.seeds):
+                run(opt, float(lr[i]), float(wd[i]), float(mu[i]))
     if fam.confirm:
-        top = sorted(obs, key=lambda o: -o.value)[: fam.confirm]
-        for o in top:
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        for t in sorted(done, key=lambda t: -float(t.value))[: fam.confirm]:  # type: ignore[arg-type]
+            opt, lr, wd = t.user_attrs["optimizer"], t.params["lr"], t.params["weight_decay"]
             for _ in range(2):
-                value = truth[(o.optimizer, o.lr, o.weight_decay)]  # type: ignore[index]
-                obs.append(
-                    nm.Observation(
-                        number,
-                        o.optimizer,
-                        o.lr,
-                        o.weight_decay,
-                        value + fam.noise * rng.standard_normal(),
-                        number,
-                        o.number,
-                    )
-                )
-                number += 1
-    return Study(obs, n_pruned, truth)
+                run(opt, lr, wd, truth[(opt, lr, wd)], replicate_of=t.number)
+    snap = StudySnapshot("calibration", True, {"spec": _spec(fam)}, tuple(trials), T0)
+    return Study(snap, truth)
 
 
 def _lattice_truth(fam: Family, opt: str, size: int, centres: bool) -> np.ndarray:
@@ -283,14 +360,17 @@ class Tally:
     slope_unidentified: int = 0  # the truth has a ridge, the study could not pin it
     powered: int = 0  # "matters" on a subject whose true effect is >= 4 points
     power_n: int = 0
+    absent_right: int = 0  # "does not matter" on a subject whose true effect is < margin / 2
+    absent_n: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
 def judge(fam: Family, study: Study, tally: Tally) -> None:
-    """Run the code behind `best` and `importance` on ``study`` and score what it said."""
-    model = nm.noise_model(study.observations)
-    info = best_info(model, box=BOX, n_pruned=study.n_pruned)
+    """Run the code behind `best`, `importance` and the decoupling view on ``study`` (the
+    snapshot path every surface shares) and score what it said against the truth."""
+    snap = study.snap
+    info = best_of(snap)
     tally.studies += 1
     best, est = info.best, info.estimate
     if best is not None and est is not None:
@@ -323,6 +403,9 @@ def judge(fam: Family, study: Study, tally: Tally) -> None:
             if size > c.margin:
                 tally.false_absent_claims += 1
                 false_absent = True
+        if size < c.margin / 2 and c.subject in ("lr", "weight_decay"):
+            tally.absent_n += 1
+            tally.absent_right += c.kind == ABSENT
         if size < FLAT:
             flat_here = True
             tally.flat_subjects += 1
@@ -337,24 +420,14 @@ def judge(fam: Family, study: Study, tally: Tally) -> None:
         truth_slope = _true_slope(fam, opt)
         if truth_slope is None:
             continue
-        got = ridge_slope(model, BOX, opt)
+        got = ridge_slope(noise_of(snap), info.claims.box or BOX, opt)
         if got.low is None or got.high is None:
             tally.slope_unidentified += 1
             continue
         tally.slope_n += 1
         tally.slope_in += got.low <= truth_slope <= got.high
-    # Importance shares, per optimizer, on the same runs the importance view uses.
-    for opt in fam.optimizers:
-        runs = [o for o in study.observations if o.optimizer == opt]
-        if not runs:
-            continue
-        (l0, l1), (w0, w1) = BOX
-        u = [(math.log10(o.lr) - math.log10(l0)) / (math.log10(l1) - math.log10(l0)) for o in runs]  # type: ignore[arg-type]
-        v = [
-            (math.log10(o.weight_decay) - math.log10(w0)) / (math.log10(w1) - math.log10(w0))
-            for o in runs
-        ]  # type: ignore[arg-type]
-        d = mark_shares(decompose(u, v, [o.value for o in runs], model.sd_run), info.claims, opt)
+    # Importance shares, per optimizer, as the importance view computes and marks them.
+    for opt, d in importance_info(snap).by_optimizer:
         truth = true_shares(_lattice_truth(fam, opt, 24, True))
         if d.shares is None or truth is None:
             continue
@@ -388,30 +461,31 @@ def _rate(a: int, n: int) -> str:
 
 def table(results: dict[str, Tally]) -> str:
     head = (
-        f"{'family':26s} {'best CI coverage':>18s} {'false absence':>16s} "
+        f"{'family':34s} {'best CI coverage':>18s} {'false absence':>16s} "
         f"{'false presence':>16s} {'share coverage':>19s} {'slope coverage':>17s} "
-        f"{'power (>=4pt)':>16s}  kinds"
+        f"{'power (>=4pt)':>16s} {'absence said':>15s}  kinds"
     )
     lines = [head]
     total = Tally()
     for name, t in results.items():
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(t.kinds.items()))
         lines.append(
-            f"{name:26s} {_rate(t.covered, t.coverage_n):>18s} "
+            f"{name:34s} {_rate(t.covered, t.coverage_n):>18s} "
             f"{_rate(t.false_absent_studies, t.studies):>16s} "
             f"{_rate(t.false_present_studies, t.studies):>16s} "
             f"{_rate(t.share_in, t.share_n):>19s} {_rate(t.slope_in, t.slope_n):>17s} "
-            f"{_rate(t.powered, t.power_n):>16s}  {kinds}"
+            f"{_rate(t.powered, t.power_n):>16s} {_rate(t.absent_right, t.absent_n):>15s}  {kinds}"
         )
         for field_name, value in vars(t).items():
             if isinstance(value, int):
                 setattr(total, field_name, getattr(total, field_name) + value)
     lines.append(
-        f"{'ALL':26s} {_rate(total.covered, total.coverage_n):>18s} "
+        f"{'ALL':34s} {_rate(total.covered, total.coverage_n):>18s} "
         f"{_rate(total.false_absent_studies, total.studies):>16s} "
         f"{_rate(total.false_present_studies, total.studies):>16s} "
         f"{_rate(total.share_in, total.share_n):>19s} {_rate(total.slope_in, total.slope_n):>17s} "
-        f"{_rate(total.powered, total.power_n):>16s}"
+        f"{_rate(total.powered, total.power_n):>16s} "
+        f"{_rate(total.absent_right, total.absent_n):>15s}"
     )
     met = goals(total)
     lines.append(

@@ -46,6 +46,10 @@ def test_notebook_executes_against_a_study(
     assert "adamw: slope of log best-lr against log wd = " in text
     assert "32 configurations, 0 with seed replicates" in text
     assert "left out (coupled L2, no (1 - lr*wd) decay): adam" in text
+    # The same claims as `sweeper best`, each of one of the three kinds.
+    assert "claims (margin ±1 points, each right 95% of the time):" in text
+    assert "  matters: lr matters (adamw)" in text
+    assert "corrected for being the best of 32" in text
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
-    assert "<th>best trial</th>" in html
+    assert "<th>best single run</th>" in html and "id='summary-claims'" in html
     assert "Traceback" not in text

@@ -46,7 +46,7 @@ def test_report_holds_every_view_and_needs_no_network(shared_url: str, tmp_path:
     assert f"<th>pruned</th><td class='num'>{counts[TrialState.PRUNED]}</td>" in text
     assert f"<th>failed</th><td class='num'>{counts[TrialState.FAIL]}</td>" in text
     best = max((t for t in snap.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    assert f"<th>best trial</th><td>#{best.number}</td>" in text
+    assert f"<th>best single run</th><td>#{best.number}</td>" in text
     assert f"<th>worker</th><td>{best.user_attrs['worker']}</td>" in text
     assert "CUDA error: out of memory" in text  # failure reasons are listed
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left over

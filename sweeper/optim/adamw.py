@@ -99,6 +99,13 @@ IMPLEMENTATION_TRITON = "triton"  # the Triton kernel, compiled for the GPU
 IMPLEMENTATION_TRITON_INTERPRETER = "triton-interpreter"  # the same kernel, interpreted
 IMPLEMENTATION_TORCH = "torch-fused"  # ATen's fused Adam(W) kernel, through torch's functional
 
+# torch.amp.GradScaler's protocol for an optimizer that unscales inside its fused step: when
+# this attribute is True, GradScaler.step sets ``grad_scale`` and ``found_inf`` on the
+# optimizer instead of running unscale_ (torch/amp/grad_scaler.py; introduced with torch's
+# fused AdamW, pytorch/pytorch#88015; the attribute contract, pytorch/pytorch#123428). The
+# only private name of torch this module uses.
+_AMP_SCALING_FLAG = "_step_supports_amp_scaling"
+
 
 def check_hyperparameters(group: Mapping[str, Any], *, read_device_lr: bool = True) -> None:
     """Raise ``ValueError`` naming the argument and its value if ``group`` has a bad one.
@@ -270,8 +277,7 @@ class FusedAdamW(Optimizer):
         if first is None:
             raise ValueError("invalid params: the parameter groups hold no parameters")
         self._reset_runtime(first.device)
-        # torch.amp.GradScaler hands such an optimizer grad_scale and found_inf (see step).
-        self._step_supports_amp_scaling = True
+        setattr(self, _AMP_SCALING_FLAG, True)
         if capturable and not self.capturable:
             raise ValueError(
                 f"invalid capturable=True: the step of {self.implementation!r} on "
@@ -306,7 +312,7 @@ class FusedAdamW(Optimizer):
         if "_requested_impl" in state:
             first = next(p for g in self.param_groups for p in g["params"])
             self._reset_runtime(first.device)
-            self._step_supports_amp_scaling = True
+            setattr(self, _AMP_SCALING_FLAG, True)
 
     # -- public surface -----------------------------------------------------------------------
 

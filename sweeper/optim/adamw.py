@@ -154,7 +154,9 @@ def resolve_impl(impl: str, device: torch.device) -> tuple[str, bool]:
 
     ``"auto"`` defers to ``$SWEEPER_ADAMW_IMPL`` when it is set, then picks ``"triton"`` on
     CUDA and ``"torch"`` elsewhere. ``interpret`` is True when the Triton kernel will run under
-    Triton's interpreter: always on the CPU, and on CUDA when ``TRITON_INTERPRET=1``.
+    Triton's interpreter: on the CPU. On CUDA under ``TRITON_INTERPRET=1`` the interpreter
+    cannot follow the device addresses in the kernel's table: ``"auto"`` picks ``"torch"``
+    there and ``"triton"`` raises ``ValueError``.
     """
     if impl not in IMPLS:
         raise ValueError(f"invalid impl={impl!r}: must be 'auto', 'triton' or 'torch'")
@@ -162,10 +164,15 @@ def resolve_impl(impl: str, device: torch.device) -> tuple[str, bool]:
         impl = os.environ.get(IMPL_ENV) or "auto"
         if impl not in IMPLS:
             raise ValueError(f"invalid {IMPL_ENV}={impl!r}: must be 'auto', 'triton' or 'torch'")
+    cuda_interpreted = device.type == "cuda" and _kernel.interpret_by_default()
     if impl == "auto":
-        impl = "triton" if device.type == "cuda" else "torch"
-    interpret = impl == "triton" and (device.type != "cuda" or _kernel.interpret_by_default())
-    return impl, interpret
+        impl = "triton" if device.type == "cuda" and not cuda_interpreted else "torch"
+    if impl == "triton" and cuda_interpreted:
+        raise ValueError(
+            "invalid impl='triton' on cuda under TRITON_INTERPRET=1: Triton's interpreter "
+            "cannot read the device addresses in FusedAdamW's table; use impl='torch'"
+        )
+    return impl, impl == "triton" and device.type != "cuda"
 
 
 def _check_flags(
@@ -295,6 +302,7 @@ class FusedAdamW(Optimizer):
         self._hyper: torch.Tensor | None = None
         self._hyper_sigs: list[tuple[Any, ...]] | None = None
         self._captured_hosts: list[torch.Tensor] = []
+        self._staging: dict[torch.dtype, torch.Tensor] = {}
 
     # -- pickling, deepcopy, torch.save ----------------------------------------------------------
 
@@ -371,7 +379,7 @@ class FusedAdamW(Optimizer):
         capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
         self._sync_groups(capturing)
         write_back: list[tuple[torch.Tensor, torch.Tensor]] = []
-        lists = self._gather(write_back)
+        lists = self._gather(write_back, write_grads=grad_scale is not None)
         device = next((group[0][0].device for group in lists if group[0]), None)
         if device is None:
             return loss
@@ -477,7 +485,9 @@ class FusedAdamW(Optimizer):
                     "FusedAdamW runs on cpu and cuda"
                 )
 
-    def _gather(self, write_back: list[tuple[torch.Tensor, torch.Tensor]]) -> _Lists:
+    def _gather(
+        self, write_back: list[tuple[torch.Tensor, torch.Tensor]], *, write_grads: bool
+    ) -> _Lists:
         """Per group, torch's lists: params with a gradient, grads, exp_avgs, exp_avg_sqs,
         max_exp_avg_sqs (AMSGrad groups), steps. State is created at a parameter's first
         gradient, as torch does; a parameter listed twice is taken once.
@@ -485,7 +495,8 @@ class FusedAdamW(Optimizer):
         The fused kernels (ATen's CPU kernel too) walk a parameter's memory and its
         gradient's and moments' side by side, so they must share one dense layout and dtype.
         Where they do not, the lists hold a stand-in copy laid out like the parameter, and
-        ``write_back`` gets ``(original, stand-in)`` to copy back after the step.
+        ``write_back`` gets ``(original, stand-in)`` to copy back after the step (for a
+        gradient only when ``write_grads``: the step writes it only to unscale it).
         """
         out: _Lists = []
         seen: set[int] = set()
@@ -540,7 +551,7 @@ class FusedAdamW(Optimizer):
                     and v.dtype == dtype
                     and (vmax is None or (vmax.is_contiguous() and vmax.dtype == dtype))
                 ):
-                    p, grad, m, v, vmax = _stand_ins(p, grad, m, v, vmax, write_back)
+                    p, grad, m, v, vmax = _stand_ins(p, grad, m, v, vmax, write_back, write_grads)
                 params.append(p)
                 grads.append(grad)
                 exp_avgs.append(m)
@@ -688,11 +699,23 @@ class FusedAdamW(Optimizer):
         for dtype, bucket in rows.items():
             launch = self._launches.get(dtype)
             if launch is None or launch.key != keys[dtype]:
-                launch = _build_launch(bucket, keys[dtype], device)
-                self._launches[dtype] = launch
+                staging = None
                 if capturing:
-                    # The captured upload reads this host copy at every replay: keep it.
-                    self._captured_hosts.append(launch.host)
+                    # Gradients captured in a graph live in its own memory pool, so a first
+                    # capture usually meets new addresses. The new table is uploaded from the
+                    # pinned buffer set aside at the last eager rebuild (no pinned allocation
+                    # while a graph records); every replay reads it again: kept for good.
+                    staging = self._staging.pop(dtype, None)
+                    if staging is None:
+                        raise RuntimeError(
+                            "the tensors to step changed while capturing a CUDA graph; run an "
+                            "eager step with the same parameters having gradients first"
+                        )
+                    self._captured_hosts.append(staging)
+                launch = _build_launch(bucket, keys[dtype], device, staging)
+                self._launches[dtype] = launch
+                if self.capturable and not capturing:
+                    self._staging[dtype] = torch.empty_like(launch.host).pin_memory()
             with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
                 _kernel.launch(
                     kernel,
@@ -738,8 +761,17 @@ def _dense_strides(t: torch.Tensor) -> tuple[int, ...] | None:
     return tuple(s for s, _ in dims)
 
 
-def _build_launch(bucket: list[tuple[Any, ...]], key: list[int], device: torch.device) -> _Launch:
-    """The device tables of ``bucket``: rows of one dtype, laid out alike (``_gather``)."""
+def _build_launch(
+    bucket: list[tuple[Any, ...]],
+    key: list[int],
+    device: torch.device,
+    staging: torch.Tensor | None = None,
+) -> _Launch:
+    """The device tables of ``bucket``: rows of one dtype, laid out alike (``_gather``).
+
+    On CUDA the tables are uploaded asynchronously from pinned memory: ``staging`` when
+    given (a pinned buffer allocated earlier, at least as long), else a fresh one.
+    """
     table_rows: list[int] = []
     numels: list[int] = []
     for p, g, m, v, vmax, s, gi in bucket:
@@ -748,8 +780,7 @@ def _build_launch(bucket: list[tuple[Any, ...]], key: list[int], device: torch.d
             if t is not None and (t.shape != p.shape or t.device != device or t.dtype != p.dtype):
                 raise RuntimeError(
                     f"a gradient or state tensor ({tuple(t.shape)}, {t.dtype}, {t.device}) does "
-                    f"not match its parameter ({tuple(p.shape)}, {p.dtype}, {device}); "
-                    "FusedAdamW steps one device"
+                    f"not match its parameter ({tuple(p.shape)}, {p.dtype}, {device})"
                 )
         if s.numel() != 1:
             raise RuntimeError(f"state 'step' must hold one number, not shape {tuple(s.shape)}")
@@ -768,10 +799,20 @@ def _build_launch(bucket: list[tuple[Any, ...]], key: list[int], device: torch.d
     addresses = [a for i, a in enumerate(table_rows) if i % int(_kernel.TENSOR_COLUMNS) < 5]
     aligned = all(a % _kernel.ALIGN_BYTES == 0 for a in addresses)
     host = torch.tensor(block_rows + table_rows, dtype=torch.int64)
-    table = torch.empty(host.shape, dtype=torch.int64, device=device)
-    if table.is_cuda:
-        host = host.pin_memory()
-    table.copy_(host, non_blocking=True)
+    if device.type == "cuda":
+        if staging is not None:
+            if staging.numel() < host.numel():
+                raise RuntimeError(
+                    "more tensors to step while capturing a CUDA graph than in the eager step "
+                    "before it; run an eager step with the same parameters having gradients"
+                )
+            host = staging[: host.numel()].copy_(host)
+        else:
+            host = host.pin_memory()
+        table = torch.empty(host.shape, dtype=torch.int64, device=device)
+        table.copy_(host, non_blocking=True)
+    else:
+        table = host
     n_blocks = len(block_rows) // int(_kernel.BLOCK_COLUMNS)
     blocks = table[: len(block_rows)].view(n_blocks, int(_kernel.BLOCK_COLUMNS))
     tensors = table[len(block_rows) :].view(len(numels), int(_kernel.TENSOR_COLUMNS))
@@ -788,6 +829,7 @@ def _stand_ins(
     v: torch.Tensor,
     vmax: torch.Tensor | None,
     write_back: list[tuple[torch.Tensor, torch.Tensor]],
+    write_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``p`` and its tensors as the fused kernels can walk them: each as it is where it is
     dense, of ``p``'s dtype and laid out like ``p``, else a copy that is (recorded in
@@ -799,7 +841,7 @@ def _stand_ins(
             p_used = p.contiguous()
             write_back.append((p, p_used))
             layout = _dense_strides(p_used)
-        g_used = _matching(g, "the gradient", p_used, layout, write_back)
+        g_used = _matching(g, "the gradient", p_used, layout, write_back if write_grad else [])
         m_used = _matching(m, "exp_avg", p_used, layout, write_back)
         v_used = _matching(v, "exp_avg_sq", p_used, layout, write_back)
         vmax_used = (

@@ -153,6 +153,45 @@ def test_parameters_appended_to_and_removed_from_a_group_are_followed(
         compare(ours, theirs, ours_model, theirs_model, f"step {step}")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_groups_parameter_list_replaced_by_a_new_list(backend: tuple[str, str]) -> None:
+    impl, device = backend
+    ours_model, theirs_model = twins(Branches, device)
+    ours = FusedAdamW(ours_model.parameters(), impl=impl, lr=1e-2)
+    theirs = torch_adamw(theirs_model.parameters(), lr=1e-2)
+    for step in range(5):
+        if step == 2:  # from now on only the trunk trains
+            ours.param_groups[0]["params"] = list(ours_model.trunk.parameters())
+            theirs.param_groups[0]["params"] = list(theirs_model.trunk.parameters())
+        for model, opt in ((ours_model, ours), (theirs_model, theirs)):
+            opt.zero_grad()
+            for p in model.parameters():
+                p.grad = None
+            model(inputs(step, (5, 6), device), use_b=True).pow(2).sum().backward()
+            opt.step()
+        compare(ours, theirs, ours_model, theirs_model, f"step {step}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_with_other_layouts_than_their_parameter(backend: tuple[str, str]) -> None:
+    """An expanded gradient (stride 0) and a transposed one on a contiguous weight: the fused
+    kernels walk memory, so these are stepped through copies; the gradients stay untouched."""
+    impl, device = backend
+    ours_model, theirs_model = twins(Branches, device)
+    ours = FusedAdamW(ours_model.parameters(), impl=impl, lr=1e-2)
+    theirs = torch_adamw(theirs_model.parameters(), lr=1e-2)
+    for step in range(4):
+        for model, opt in ((ours_model, ours), (theirs_model, theirs)):
+            opt.zero_grad()
+            model(inputs(step, (5, 6), device), use_b=True).pow(2).sum().backward()
+            model.trunk.bias.grad = torch.full((1,), 0.1 * step, device=device).expand(8)
+            model.a.weight.grad = model.a.weight.grad.t().contiguous().t()
+            opt.step()
+        compare(ours, theirs, ours_model, theirs_model, f"step {step}")
+        assert ours_model.trunk.bias.grad is not None
+        assert torch.all(ours_model.trunk.bias.grad == 0.1 * step)
+
+
 # -- opt.state edited by the caller ------------------------------------------------------------
 
 # Each edit runs on both optimizers between steps 2 and 3; ``p`` is the trunk's weight.

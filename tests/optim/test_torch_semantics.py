@@ -56,6 +56,19 @@ def compare(
     )
 
 
+def storage_of(model: nn.Module) -> list[tuple[nn.Parameter, int, torch.Tensor | None]]:
+    """Each parameter with its storage address and its gradient object."""
+    return [(p, p.data_ptr(), p.grad) for p in model.parameters()]
+
+
+def assert_storage_kept(before: list[tuple[nn.Parameter, int, torch.Tensor | None]]) -> None:
+    """No parameter's storage moved and no ``.grad`` was replaced (torch's optimizers never
+    do either; wrappers such as DDP's bucket views rely on it)."""
+    for i, (p, address, grad) in enumerate(before):
+        assert p.data_ptr() == address, f"param {i}: its storage was moved"
+        assert p.grad is grad, f"param {i}: its .grad was replaced"
+
+
 class Branches(nn.Module):
     """A trunk and two heads; ``forward(x, use_b)`` leaves head b out when asked."""
 
@@ -186,7 +199,9 @@ def test_gradients_with_other_layouts_than_their_parameter(backend: tuple[str, s
             model(inputs(step, (5, 6), device), use_b=True).pow(2).sum().backward()
             model.trunk.bias.grad = torch.full((1,), 0.1 * step, device=device).expand(8)
             model.a.weight.grad = model.a.weight.grad.t().contiguous().t()
+            before = storage_of(model)
             opt.step()
+            assert_storage_kept(before)
         compare(ours, theirs, ours_model, theirs_model, f"step {step}")
         assert ours_model.trunk.bias.grad is not None
         assert torch.all(ours_model.trunk.bias.grad == 0.1 * step)
@@ -365,6 +380,7 @@ class Tied(nn.Module):
 def test_weight_tying(backend: tuple[str, str]) -> None:
     impl, device = backend
     ours_model, theirs_model = twins(Tied, device)
+    addresses = [p.data_ptr() for p in ours_model.parameters()]
     ours = FusedAdamW(ours_model.parameters(), impl=impl, lr=1e-2)
     theirs = torch_adamw(theirs_model.parameters(), lr=1e-2)
     tokens = torch.tensor([1, 4, 4, 7], device=device)
@@ -372,9 +388,12 @@ def test_weight_tying(backend: tuple[str, str]) -> None:
         for model, opt in ((ours_model, ours), (theirs_model, theirs)):
             opt.zero_grad()
             nn.functional.cross_entropy(model(tokens), (tokens + step) % 10).backward()
+            before = storage_of(model)
             opt.step()
+            assert_storage_kept(before)
         compare(ours, theirs, ours_model, theirs_model, f"step {step}")
     assert ours_model.out.weight is ours_model.embed.weight
+    assert [p.data_ptr() for p in ours_model.parameters()] == addresses
 
 
 # -- wrappers that own gradients: DDP -----------------------------------------------------------
@@ -408,7 +427,9 @@ def test_ddp_world_of_one(backend: tuple[str, str], bucket_view: bool) -> None:
         for ddp, opt in zip(wrapped, (ours, theirs), strict=True):
             opt.zero_grad(set_to_none=step % 2 == 0)
             ddp(inputs(step, (5, 6), device), use_b=step != 3).pow(2).sum().backward()
+            before = storage_of(ddp.module)
             opt.step()
+            assert_storage_kept(before)  # bucket views stay DDP's
         compare(ours, theirs, ours_model, theirs_model, f"step {step}")
 
 
@@ -434,7 +455,9 @@ def test_grad_scaler_with_an_inf_step(backend: tuple[str, str]) -> None:
             scaler.scale(loss).backward()
             if step == 2:
                 model.a.weight.grad[0, 0] = float("inf")
+            before = storage_of(model)
             scaler.step(opt)
+            assert_storage_kept(before)
             scaler.update()
         assert scalers[0].get_scale() == scalers[1].get_scale()
         compare(ours, theirs, ours_model, theirs_model, f"step {step}")

@@ -18,13 +18,14 @@ promises:
   numpy) or a one-element floating-point Tensor, as torch's fused AdamW accepts: a CUDA
   Tensor lr is read on the device every step (no host synchronisation, so a captured step
   follows in-place changes to it); its value is validated once, when the group is added.
-- **Parameters.** Dense float32, bfloat16 or float16 tensors, any memory layout
+- **Parameters.** Dense float32, bfloat16, float16 or float64 tensors, any memory layout
   (channels_last and views of a caller's tensor stay as they are), all on one cpu or cuda
   device at each step; they may be moved (``model.to(...)``) after construction, and lazy
   parameters (``LazyLinear``) are accepted before their first forward. bfloat16/float16
   parameters keep their state in their own dtype, as torch's does, and are updated in float32
-  arithmetic, as torch's fused kernels do. Other dtypes raise ``ValueError`` (torch also
-  takes float64 and complex). A parameter repeated in a group draws torch's warning and is
+  arithmetic, as torch's fused kernels do; float64 parameters are stepped in float64 by
+  ATen's fused kernel on every impl. Other dtypes (complex, integer) raise ``ValueError``
+  (torch also takes complex). A parameter repeated in a group draws torch's warning and is
   updated once per step (torch's list holds it twice and updates it twice).
 - **Which parameters step.** Exactly torch's rule: a parameter with a ``.grad`` that is not
   None, however it was written; ``zero_grad`` is torch's own. Sparse gradients raise
@@ -35,9 +36,10 @@ promises:
   the quotient written back to ``.grad``, as ATen does), and a step with ``found_inf != 0``
   changes nothing, step counts included.
 - **Implementations** (``impl``): ``"triton"`` runs ``sweeper.optim.kernel``, compiled on CUDA
-  and under Triton's interpreter on the CPU: one launch per step (per parameter dtype) over
-  every parameter that has a gradient, through a device table of the tensors' addresses that
-  is rebuilt only when one of them changes (a comparison of data pointers per step).
+  and under Triton's interpreter on the CPU: one launch per step (per parameter dtype; float64
+  goes to ATen's kernel) over every parameter that has a gradient, through a device table of
+  the tensors' addresses that is rebuilt only when one of them changes (a comparison of data
+  pointers per step).
   ``"torch"`` runs ATen's fused Adam/AdamW CPU or CUDA kernel through torch's public
   functional API (``torch.optim.adamw.adamw(..., fused=True)``, what
   ``torch.optim.AdamW(fused=True)`` runs), one call per group. ``"auto"`` (default) takes
@@ -91,8 +93,10 @@ IMPLS = ("auto", "triton", "torch")
 MODES = ("adamw", "adam")
 # weight_decay when the caller gives none: torch.optim.AdamW's and torch.optim.Adam's defaults.
 DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2, "adam": 0.0}
-# Parameter dtypes: what the kernel updates in float32 arithmetic (ATen's fused kernels too).
-DTYPES = tuple(_kernel.DTYPES)
+# Parameter dtypes. The kernel updates float32, bfloat16 and float16 in float32 arithmetic
+# (as ATen's fused kernels do); float64 parameters are stepped by ATen's fused kernel in
+# float64 (as torch's are) on every impl.
+DTYPES = (*_kernel.DTYPES, torch.float64)
 
 # Values of ``FusedAdamW.implementation``.
 IMPLEMENTATION_TRITON = "triton"  # the Triton kernel, compiled for the GPU
@@ -219,7 +223,7 @@ class FusedAdamW(Optimizer):
 
     Args:
         params: parameters or parameter groups (dicts), as for any ``torch.optim``
-            optimizer. float32, bfloat16 or float16, on one device (cpu or cuda).
+            optimizer. float32, bfloat16, float16 or float64, on one device (cpu or cuda).
         lr: learning rate, >= 0: a number or a one-element floating-point Tensor.
         betas: coefficients of the running averages of the gradient and its square, each
             in [0, 1).
@@ -667,6 +671,8 @@ class FusedAdamW(Optimizer):
         # still describes them.
         rows: dict[torch.dtype, list[tuple[Any, ...]]] = {}
         keys: dict[torch.dtype, list[int]] = {}
+        # float64 parameters, per group, for ATen's fused kernel (float64 math, as torch).
+        aten: _Lists = [([], [], [], [], [], []) for _ in lists]
         for gi, (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps) in enumerate(lists):
             if not params:
                 continue
@@ -675,6 +681,11 @@ class FusedAdamW(Optimizer):
                 params, grads, exp_avgs, exp_avg_sqs, vmaxes, steps, strict=True
             ):
                 dtype = p.dtype
+                if dtype == torch.float64:
+                    for column, t in zip(aten[gi], (p, g, m, v, vmax, s), strict=True):
+                        if t is not None:
+                            column.append(t)
+                    continue
                 bucket = rows.get(dtype)
                 if bucket is None:
                     bucket = rows[dtype] = []
@@ -729,6 +740,8 @@ class FusedAdamW(Optimizer):
                     grad_scale=grad_scale,
                     found_inf=found_inf,
                 )
+        if any(group[0] for group in aten):
+            self._step_torch(aten, grad_scale, found_inf)
 
 
 _SPARSE_MESSAGE = "FusedAdamW does not support sparse gradients"  # torch: "AdamW does not ..."
@@ -743,7 +756,7 @@ def _check_tensor(p: torch.Tensor, where: str, error: type[Exception]) -> None:
     if p.dtype not in DTYPES:
         raise error(
             f"invalid params: dtype={p.dtype} ({where}); "
-            "FusedAdamW steps float32, bfloat16 and float16 parameters"
+            "FusedAdamW steps float32, float64, bfloat16 and float16 parameters"
         )
 
 

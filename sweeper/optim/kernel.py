@@ -418,7 +418,8 @@ def hyper_row(
 def launch_variants() -> list[dict[str, Any]]:
     """Every specialisation ``launch`` can ask for: its constexpr arguments and ``num_warps``.
 
-    The offline GPU compile test (tests/optim/test_kernel.py) compiles these.
+    The offline GPU compile test (tests/optim/test_kernel.py) compiles a subset that covers
+    every flag and dtype (all 24 would take minutes on a small CI machine).
     """
     return [
         {

@@ -641,13 +641,13 @@ BAD_ARGUMENTS: list[tuple[str, Callable[[], Any], str]] = [
         "integer params",
         lambda: {"params": [torch.zeros(3, dtype=torch.int64)]},
         "invalid params: dtype=torch.int64 (parameter 0 of the group); "
-        "FusedAdamW steps float32, bfloat16 and float16 parameters",
+        "FusedAdamW steps float32, float64, bfloat16 and float16 parameters",
     ),
     (
-        "float64 params",
-        lambda: {"params": [_float_param(), nn.Parameter(torch.zeros(2, dtype=torch.float64))]},
-        "invalid params: dtype=torch.float64 (parameter 1 of the group); "
-        "FusedAdamW steps float32, bfloat16 and float16 parameters",
+        "complex params",
+        lambda: {"params": [_float_param(), nn.Parameter(torch.zeros(2, dtype=torch.complex64))]},
+        "invalid params: dtype=torch.complex64 (parameter 1 of the group); "
+        "FusedAdamW steps float32, float64, bfloat16 and float16 parameters",
     ),
     (
         "params on two devices",

@@ -7,34 +7,42 @@ Run from the repository root:
     .venv/bin/python bench/adamw_step.py --device cpu --ks 1 8 --repeats 50 --threads 1
     .venv/bin/python bench/adamw_step.py --device cuda --quick --json artifacts/adamw_step.json
     .venv/bin/python bench/adamw_step.py --device cuda --kernel-shapes 1024x4 1024x8 2048x8
+    .venv/bin/python bench/adamw_step.py --device cpu --baseline-rev f3a9842   # old code too
 
 What it measures. For K = 1, 8, 64 copies of the tutorial SimpleCNN's parameters (545,098
-each), packed as K parameter groups with K different (lr, weight_decay) pairs as a sweep
-packs them, every variant gets the same gradients and runs ``step()`` only (no forward or
-backward): torch.optim.AdamW with ``foreach=True``, with ``fused=True`` (where the device
-supports it) and sweeper's FusedAdamW (its default implementation for the device). The
-variants are timed in turns, after warm-up steps, so a change in machine load hits all of
-them; the table shows the median per step and the ratio to the best torch variant
-(``speedup`` > 1 means faster than torch's best). On CUDA, each sample times a run of steps
-between CUDA events, and the table adds the achieved bandwidth against the roofline of 28
-bytes per parameter (read p, g, m, v; write p, m, v) and its fraction of the GPU's peak
-memory bandwidth (from the device's memory clock and bus width) and of the device-to-device
-copy bandwidth measured at the start of the same run ("of copy bw": what a kernel that reads
-and writes memory once can reach on this GPU). The header prints the machine, the library
-versions, the thread count, the load average and the repeat counts. ``--json PATH`` also
-writes the header facts and every row (K, params, variant, median ms, speedup, GB/s, fraction
-of peak, fraction of copy bandwidth) for a GPU-check script. ``--kernel-shapes BLOCKxWARPS ...``
-adds one FusedAdamW variant per Triton block size and warp count (elements per program,
-warps per program), to measure the kernel's tuned constants.
+each), packed as K parameter groups with K different (lr, weight_decay) pairs as a sweep packs
+them, every variant gets the same gradients and runs ``step()`` only (no forward or backward):
+torch.optim.AdamW with ``foreach=True``, with ``fused=True`` (where the device supports it)
+and sweeper's FusedAdamW (its default implementation for the device). The variants are timed
+in turns, after warm-up steps, so a change in machine load hits all of them; the table shows
+the median per step and the ratio to the best torch variant (``speedup`` > 1 means faster than
+torch's best) and to ``torch.optim.AdamW(fused=True)`` (``vs fused``). ``--baseline-rev REV``
+adds sweeper's FusedAdamW as of git revision REV (its ``sweeper/optim/adamw.py`` and
+``kernel.py``, loaded under other module names), so an earlier design is timed in the same
+run, in turns with the others. On CUDA, each sample times a run of steps between CUDA events,
+and the table adds the achieved bandwidth against the roofline of 28 bytes per parameter (read
+p, g, m, v; write p, m, v) and its fraction of the GPU's peak memory bandwidth (from the
+device's memory clock and bus width) and of the device-to-device copy bandwidth measured at
+the start of the same run ("of copy bw": what a kernel that reads and writes memory once can
+reach on this GPU). The header prints the machine, the library versions, the thread count, the
+load average and the repeat counts. ``--json PATH`` also writes the header facts and every row
+(K, params, variant, median ms, speedup, GB/s, fraction of peak, fraction of copy bandwidth)
+for a GPU-check script. ``--kernel-shapes BLOCKxWARPS ...`` adds one FusedAdamW variant per
+Triton block size and warp count (elements per program, warps per program), to measure the
+kernel's tuned constants.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,6 +57,7 @@ from sweeper.optim import FusedAdamW
 from sweeper.optim import kernel as adamw_kernel
 from sweeper.train.model import SimpleCNN
 
+ROOT = Path(__file__).resolve().parent.parent
 BYTES_PER_PARAM = 28  # float32: read param, grad, exp_avg, exp_avg_sq; write the three states
 
 
@@ -65,8 +74,9 @@ class Variant:
 def kernel_shape(shape: tuple[int, int] | None) -> Iterator[None]:
     """Run with the Triton kernel's BLOCK and NUM_WARPS set to ``shape`` (None: as shipped).
 
-    Both are read when the optimizer packs (block table) and at every launch, so a variant
-    built and stepped inside this context uses the shape throughout.
+    Both are read when the optimizer builds its block table (its first step, and whenever a
+    tensor's address changes) and at every launch, so a variant built and stepped inside this
+    context uses the shape throughout.
     """
     if shape is None:
         yield
@@ -107,12 +117,51 @@ def packed_groups(k: int, device: torch.device, seed: int) -> list[dict[str, obj
     return groups
 
 
-def variants_for(device: torch.device, shapes: list[tuple[int, int]]) -> list[Variant]:
+def baseline_class(rev: str) -> type[torch.optim.Optimizer]:
+    """``FusedAdamW`` as of git revision ``rev``: its adamw.py and kernel.py, written to a
+    temporary directory as ``baseline_adamw`` / ``baseline_kernel`` (real files, so Triton can
+    read the kernel's source) and imported under those names."""
+
+    def show(path: str) -> str:
+        return subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+
+    folder = Path(tempfile.mkdtemp(prefix="adamw-baseline-"))
+    (folder / "baseline_kernel.py").write_text(show("sweeper/optim/kernel.py"))
+    adamw_source = show("sweeper/optim/adamw.py").replace(
+        "from sweeper.optim import kernel as _kernel", "import baseline_kernel as _kernel"
+    )
+    (folder / "baseline_adamw.py").write_text(adamw_source)
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "baseline_adamw", folder / "baseline_adamw.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["baseline_adamw"] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    cls: type[torch.optim.Optimizer] = module.FusedAdamW
+    return cls
+
+
+FUSED = "torch AdamW fused=True"
+
+
+def variants_for(
+    device: torch.device, shapes: list[tuple[int, int]], baseline_rev: str | None
+) -> list[Variant]:
     variants = [
         Variant("torch AdamW foreach=True", lambda g: torch.optim.AdamW(g, foreach=True)),
-        Variant("torch AdamW fused=True", lambda g: torch.optim.AdamW(g, fused=True)),
+        Variant(FUSED, lambda g: torch.optim.AdamW(g, fused=True)),
         Variant("FusedAdamW", lambda g: FusedAdamW(g)),
     ]
+    if baseline_rev is not None:
+        baseline = baseline_class(baseline_rev)
+        variants.append(Variant(f"FusedAdamW @{baseline_rev}", lambda g: baseline(g)))
     if device.type == "cuda":
         for block, warps in shapes:
             variants.append(
@@ -160,11 +209,12 @@ def measure(
     repeats: int,
     steps_per_sample: int,
     shapes: list[tuple[int, int]],
+    baseline_rev: str | None = None,
 ) -> tuple[int, list[Variant]]:
     """Median seconds per step of every variant that runs on ``device``."""
     variants = []
     n_params = 0
-    for v in variants_for(device, shapes):
+    for v in variants_for(device, shapes, baseline_rev):
         groups = packed_groups(k, device, seed=k)
         n_params = k * sum(p.numel() for p in SimpleCNN().parameters())
         try:
@@ -235,7 +285,9 @@ def report(device: torch.device, ks: list[int], args: argparse.Namespace) -> dic
             steps_per_sample=1,
             warmup=args.warmup,
         )
-    header = f"{'K':>3} {'params':>11}  {'variant':<26} {'median ms':>10} {'speedup':>8}"
+    header = (
+        f"{'K':>3} {'params':>11}  {'variant':<26} {'median ms':>10} {'speedup':>8} {'vs fused':>8}"
+    )
     if cuda:
         header += f" {'GB/s':>7} {'of peak':>8} {'of copy bw':>11}"
     print(header)
@@ -248,9 +300,11 @@ def report(device: torch.device, ks: list[int], args: argparse.Namespace) -> dic
             args.repeats,
             args.steps_per_sample if cuda else 1,
             args.kernel_shapes,
+            args.baseline_rev,
         )
         medians = {v.name: statistics.median(v.times or [float("nan")]) for v in variants}
         torch_best = min(t for n, t in medians.items() if n.startswith("torch"))
+        fused = medians.get(FUSED)
         for v in variants:
             t = medians[v.name]
             row: dict[str, object] = {
@@ -259,11 +313,13 @@ def report(device: torch.device, ks: list[int], args: argparse.Namespace) -> dic
                 "variant": v.name,
                 "median_ms": t * 1e3,
                 "speedup": torch_best / t,
+                "vs_fused": fused / t if fused else None,
                 "gb_per_s": None,
                 "of_peak": None,
                 "of_copy_bw": None,
             }
             line = f"{k:>3} {n_params:>11,}  {v.name:<26} {t * 1e3:>10.3f} {torch_best / t:>7.2f}x"
+            line += f" {fused / t:>7.2f}x" if fused else f" {'?':>8}"
             if cuda:
                 assert copy_bw is not None
                 bw = BYTES_PER_PARAM * n_params / t
@@ -288,10 +344,9 @@ def parse_shape(text: str) -> tuple[int, int]:
         block, warps = (int(x) for x in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not BLOCKxWARPS, e.g. 1024x8") from None
-    if block % adamw_kernel.ALIGN or block & (block - 1) or warps & (warps - 1):
+    if block < 32 or block & (block - 1) or warps & (warps - 1):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: BLOCK must be a power of two and a multiple of {adamw_kernel.ALIGN}, "
-            "warps a power of two"
+            f"{text!r}: BLOCK must be a power of two of at least 32, warps a power of two"
         )
     return block, warps
 
@@ -306,6 +361,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="ATen threads on the CPU")
     parser.add_argument("--quick", action="store_true", help="10 repeats, 2 warm-up steps")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="also time sweeper's FusedAdamW as of this git revision (e.g. an older design)",
+    )
     parser.add_argument(
         "--kernel-shapes",
         type=parse_shape,
@@ -330,9 +390,10 @@ def main() -> None:
     if load is not None:
         print(f"load average at start: {load[0]:.2f} (1 min), {os.cpu_count()} CPUs")
     print("speedup = median of the best torch variant / median of this variant")
+    print("vs fused = median of torch AdamW fused=True / median of this variant")
     print(
         f"FusedAdamW kernel: BLOCK {adamw_kernel.BLOCK}, NUM_WARPS {adamw_kernel.NUM_WARPS}, "
-        f"ALIGN {adamw_kernel.ALIGN}"
+        f"vectors of {adamw_kernel.ALIGN_BYTES} bytes"
     )
 
     devices = []
@@ -354,9 +415,10 @@ def main() -> None:
             "kernel": {
                 "BLOCK": adamw_kernel.BLOCK,
                 "NUM_WARPS": adamw_kernel.NUM_WARPS,
-                "ALIGN": adamw_kernel.ALIGN,
+                "ALIGN_BYTES": adamw_kernel.ALIGN_BYTES,
             },
             "speedup": "median of the best torch variant / median of this variant",
+            "vs_fused": "median of torch AdamW fused=True / median of this variant",
             "devices": results,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -149,13 +149,17 @@ def markdown(report: dict[str, Any]) -> str:
                 r["variant"],
                 f"{r['median_ms']:.3f}",
                 f"{r['speedup']:.2f}x",
+                f"{r['vs_fused']:.2f}x" if r.get("vs_fused") else "?",
                 f"{r['gb_per_s'] or 0:.0f}",
                 f"{r['of_copy_bw'] or 0:.0%}",
             ]
             for device in step.get("devices", [])
             for r in device.get("rows", [])
         ]
-        columns = ["K", "params", "variant", "median ms", "speedup", "GB/s", "of copy bw"]
+        columns = [
+            *("K", "params", "variant", "median ms", "speedup", "vs fused"),
+            *("GB/s", "of copy bw"),
+        ]
         lines += _section("FusedAdamW step vs torch.optim.AdamW(fused=True)", columns, rows)
     throughput = report.get("throughput")
     if throughput:

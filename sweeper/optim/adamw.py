@@ -1,7 +1,12 @@
-"""``FusedAdamW``: AdamW (or coupled-L2 Adam) over flat buffers, one kernel launch per step.
+"""``FusedAdamW``: AdamW (or coupled-L2 Adam) built like ``torch.optim.AdamW``, fused in one launch.
 
-A drop-in for ``torch.optim.AdamW`` (and, with ``mode="adam"``, ``torch.optim.Adam``). What
-it promises:
+A drop-in for ``torch.optim.AdamW`` (and, with ``mode="adam"``, ``torch.optim.Adam``). It is
+built the way torch's optimizers are: every ``step()`` reads ``param_groups`` and ``p.grad``,
+updates each parameter whose ``.grad`` is not None, and keeps its state in ``self.state[p]``
+as ordinary tensors (``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` with AMSGrad)
+that are the truth: replace, delete or edit them and the next step uses what is there. It
+never rebinds a parameter's or a gradient's storage and owns no copy of either. What it
+promises:
 
 - **Math.** ``mode="adamw"`` is ``torch.optim.AdamW`` (decoupled weight decay) and
   ``mode="adam"`` is ``torch.optim.Adam`` with ``weight_decay`` (coupled L2): the same
@@ -13,108 +18,97 @@ it promises:
   numpy) or a one-element floating-point Tensor, as torch's fused AdamW accepts: a CUDA
   Tensor lr is read on the device every step (no host synchronisation, so a captured step
   follows in-place changes to it); its value is validated once, when the group is added.
-- **Packing.** Construction packs every parameter of every group into one flat float32
-  buffer on one device: each parameter's ``.data`` becomes a view into it, and a gradient,
-  once the parameter has one, lives in a flat gradient buffer, so backward accumulates
-  straight into it and a step is one pass over it. Parameters keep their identity, shape and
-  values (a non-contiguous parameter becomes contiguous). Build the optimizer after the model
-  is on its device: a parameter whose storage moves afterwards (``model.to(...)``) makes the
-  next ``step()`` raise ``RuntimeError`` instead of silently training stale buffers. Only
-  dense float32 parameters on one cpu or cuda device are accepted (``ValueError`` otherwise;
-  torch also takes float64/bf16/complex). A parameter repeated in a group draws torch's
-  warning and is updated once per step (torch's list holds it twice and updates it twice).
-- **Which parameters step.** As in torch, a parameter is updated when it has a gradient: any
-  ``.grad`` that is not None, however it was written (backward, assignment, or in place:
-  ``p.grad.add_(g)``, ``p.grad.copy_(g)``), and skipped when ``.grad`` is None, its step count
-  too. The one visible difference: ``zero_grad(set_to_none=True)`` leaves a zero view of the
-  flat buffer in ``.grad`` of a parameter that had a gradient, instead of None, so the next
-  backward accumulates in place (None would make autograd allocate a fresh tensor that
-  ``step()`` must copy in). Such a zeroed view counts as "no gradient" until something writes
-  to it (each gradient has its own version counter, bumped by every in-place write, which
-  ``step()`` compares with the one it saw at ``zero_grad``); note that an in-place op on it
-  (e.g. ``clip_grad_norm_``'s scaling) counts as a write. ``zero_grad(set_to_none=False)``
-  zeroes gradients that exist and keeps them counting, as torch does. Sparse gradients
-  raise ``RuntimeError`` at ``step()``, as torch's AdamW does.
+- **Parameters.** Dense float32, bfloat16, float16 or float64 tensors, any memory layout
+  (channels_last and views of a caller's tensor stay as they are), all on one cpu or cuda
+  device at each step; they may be moved (``model.to(...)``) after construction, and lazy
+  parameters (``LazyLinear``) are accepted before their first forward. bfloat16/float16
+  parameters keep their state in their own dtype, as torch's does, and are updated in float32
+  arithmetic, as torch's fused kernels do; float64 parameters are stepped in float64 by
+  ATen's fused kernel on every impl. Other dtypes (complex, integer) raise ``ValueError``
+  (torch also takes complex). A parameter repeated in a group draws torch's warning and is
+  updated once per step (torch's list holds it twice and updates it twice).
+- **Which parameters step.** Exactly torch's rule: a parameter with a ``.grad`` that is not
+  None, however it was written; ``zero_grad`` is torch's own. Sparse gradients raise
+  ``RuntimeError`` at ``step()``, as torch's AdamW does.
+- **GradScaler.** Like ``torch.optim.AdamW(fused=True)`` (``_step_supports_amp_scaling``),
+  ``step()`` reads the ``grad_scale`` and ``found_inf`` tensors that ``torch.amp.GradScaler``
+  sets on the optimizer: gradients are divided by ``grad_scale`` inside the fused step (and
+  the quotient written back to ``.grad``, as ATen does), and a step with ``found_inf != 0``
+  changes nothing, step counts included.
 - **Implementations** (``impl``): ``"triton"`` runs ``sweeper.optim.kernel``, compiled on CUDA
-  and under Triton's interpreter on the CPU; ``"torch"`` runs ATen's fused Adam/AdamW CPU or
-  CUDA kernel through torch's public functional API
-  (``torch.optim.adamw.adamw(..., fused=True)``, what ``torch.optim.AdamW(fused=True)`` runs),
-  one call per group over per-parameter views of the flat buffers; ``"auto"`` (default) takes
-  ``$SWEEPER_ADAMW_IMPL`` when set, else ``"triton"`` on CUDA and ``"torch"`` on the CPU.
-  ``implementation`` names what runs, for provenance. torch's ``foreach``/``fused`` flags are
-  accepted for drop-in use (``fused=False`` and ``differentiable=True`` are refused: this
-  class has only a fused, non-differentiable step); ``capturable=True`` demands an instance
-  whose step can be captured.
+  and under Triton's interpreter on the CPU: one launch per step (per parameter dtype; float64
+  goes to ATen's kernel) over every parameter that has a gradient, through a device table of
+  the tensors' addresses that is rebuilt only when one of them changes (a comparison of data
+  pointers per step).
+  ``"torch"`` runs ATen's fused Adam/AdamW CPU or CUDA kernel through torch's public
+  functional API (``torch.optim.adamw.adamw(..., fused=True)``, what
+  ``torch.optim.AdamW(fused=True)`` runs), one call per group. ``"auto"`` (default) takes
+  ``$SWEEPER_ADAMW_IMPL`` when set, else ``"triton"`` on CUDA and ``"torch"`` on the CPU,
+  decided again whenever the parameters change device. ``implementation`` names what runs,
+  for provenance. torch's ``foreach``/``fused`` flags are accepted for drop-in use
+  (``fused=False`` and ``differentiable=True`` are refused: this class has only a fused,
+  non-differentiable step); ``capturable=True`` demands an instance whose step can be
+  captured.
 - **Host work.** With ``impl="triton"`` on CUDA, ``step()`` issues one kernel launch and no
   host synchronisation: per-group hyperparameters live in a small device table, re-uploaded
-  (asynchronously) only when a group's values changed, e.g. by an LR scheduler; the step
-  count lives on the device. The Python around the launch is a few list passes over cached
-  per-parameter facts (storage address, gradient identity, gradient version). After one
-  eager warm-up step, ``step()`` can be captured in a CUDA graph (``capturable`` says whether
-  this instance can); between replays, call ``sync_hyperparameters()`` after changing a
-  group's lr (a CUDA Tensor lr changed in place needs no call).
-- **torch.compile.** ``step()`` and ``zero_grad()`` are excluded from compilation
-  (``torch.compiler.disable``): a compiled function that calls them graph-breaks there and
-  runs them eagerly, and a compiled model trains as with torch's optimizer.
-  ``fullgraph=True`` over a function that calls ``step()`` raises torch's own error about
-  the graph break (one launch of a hand-written kernel gains nothing from tracing).
-- **State.** ``state_dict()`` has torch.optim.AdamW's layout (per parameter ``step``,
-  ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` with AMSGrad; the tensors are live views, as
-  torch returns live tensors; each group also carries ``decoupled_weight_decay``, so
-  ``torch.optim.Adam`` loads the right math), and ``load_state_dict()`` accepts this class's
-  state dicts (its own included) and those of ``torch.optim.AdamW`` / ``torch.optim.Adam``,
-  copying the values into the flat buffers. ``copy.deepcopy``, ``pickle`` and
-  ``torch.save``/``torch.load`` of the optimizer give one that packs its (copied) parameters
-  afresh and continues, as torch's optimizers do.
+  (asynchronously) only when a group's values changed, e.g. by an LR scheduler; step counts
+  are the state's own device tensors. After one eager warm-up step with the same tensors,
+  ``step()`` can be captured in a CUDA graph (``capturable`` says whether this instance can);
+  between replays, call ``sync_hyperparameters()`` after changing a group's lr (a CUDA
+  Tensor lr changed in place needs no call). A tensor whose layout the kernel cannot walk
+  element for element beside its parameter (a gradient or state tensor with other strides or
+  dtype, a parameter with gaps) is copied to a matching tensor for the launch and copied
+  back after it: correct, slower, and not capturable.
+- **torch.compile.** ``step()`` is excluded from compilation (``torch.compiler.disable``): a
+  compiled function that calls it graph-breaks there and runs it eagerly, and a compiled model
+  trains as with torch's optimizer. ``fullgraph=True`` over a function that calls ``step()``
+  raises torch's own error about the graph break.
+- **State dicts and copies.** ``state_dict()`` is torch's (each group also carries
+  ``decoupled_weight_decay``, so ``torch.optim.Adam`` loads the right math), and
+  ``load_state_dict()`` accepts this class's state dicts and those of ``torch.optim.AdamW`` /
+  ``torch.optim.Adam``. ``copy.deepcopy``, ``pickle`` and ``torch.save``/``torch.load`` work
+  as for torch's optimizers.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import operator
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from itertools import chain
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.optim.optimizer as _torch_optimizer
+from torch.nn.parameter import is_lazy
 from torch.optim import Optimizer
 from torch.optim.adam import adam as _torch_adam
 from torch.optim.adamw import adamw as _torch_adamw
 
 from sweeper.optim import kernel as _kernel
 
-# The hooks every optimizer's step runs (``torch.optim.optimizer.register_optimizer_step_*``).
-# torch wraps ``step`` in a function that opens a profiler range (about 8 us per call, even with
-# no profiler) and runs these; ``FusedAdamW.step`` runs the same hooks and opens the range only
-# while a profiler is on. Private names of torch.optim, read in this one place; when a torch
-# lacks them, torch's own wrapper is used instead (``_OWN_STEP_WRAPPER``).
-_GLOBAL_PRE_HOOKS: dict[Any, Any] | None = getattr(
-    _torch_optimizer, "_global_optimizer_pre_hooks", None
-)
-_GLOBAL_POST_HOOKS: dict[Any, Any] | None = getattr(
-    _torch_optimizer, "_global_optimizer_post_hooks", None
-)
-_OWN_STEP_WRAPPER = _GLOBAL_PRE_HOOKS is not None and _GLOBAL_POST_HOOKS is not None
-
 IMPL_ENV = "SWEEPER_ADAMW_IMPL"  # overrides impl="auto": "triton", "torch" or "auto"
 IMPLS = ("auto", "triton", "torch")
 MODES = ("adamw", "adam")
 # weight_decay when the caller gives none: torch.optim.AdamW's and torch.optim.Adam's defaults.
 DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2, "adam": 0.0}
+# Parameter dtypes. The kernel updates float32, bfloat16 and float16 in float32 arithmetic
+# (as ATen's fused kernels do); float64 parameters are stepped by ATen's fused kernel in
+# float64 (as torch's are) on every impl.
+DTYPES = (*_kernel.DTYPES, torch.float64)
 
 # Values of ``FusedAdamW.implementation``.
 IMPLEMENTATION_TRITON = "triton"  # the Triton kernel, compiled for the GPU
 IMPLEMENTATION_TRITON_INTERPRETER = "triton-interpreter"  # the same kernel, interpreted
-IMPLEMENTATION_TORCH = "torch-fused-flat"  # ATen's fused Adam(W) kernel over flat-buffer views
+IMPLEMENTATION_TORCH = "torch-fused"  # ATen's fused Adam(W) kernel, through torch's functional
 
-_STATE_KEYS = ("exp_avg", "exp_avg_sq")
-_data_ptr = torch.Tensor.data_ptr
-_grad_of = operator.attrgetter("grad")
-_version_of = operator.attrgetter("_version")
+# torch.amp.GradScaler's protocol for an optimizer that unscales inside its fused step: when
+# this attribute is True, GradScaler.step sets ``grad_scale`` and ``found_inf`` on the
+# optimizer instead of running unscale_ (torch/amp/grad_scaler.py; introduced with torch's
+# fused AdamW, pytorch/pytorch#88015; the attribute contract, pytorch/pytorch#123428). The
+# only private name of torch this module uses.
+_AMP_SCALING_FLAG = "_step_supports_amp_scaling"
 
 
 def check_hyperparameters(group: Mapping[str, Any], *, read_device_lr: bool = True) -> None:
@@ -164,7 +158,9 @@ def resolve_impl(impl: str, device: torch.device) -> tuple[str, bool]:
 
     ``"auto"`` defers to ``$SWEEPER_ADAMW_IMPL`` when it is set, then picks ``"triton"`` on
     CUDA and ``"torch"`` elsewhere. ``interpret`` is True when the Triton kernel will run under
-    Triton's interpreter: always on the CPU, and on CUDA when ``TRITON_INTERPRET=1``.
+    Triton's interpreter: on the CPU. On CUDA under ``TRITON_INTERPRET=1`` the interpreter
+    cannot follow the device addresses in the kernel's table: ``"auto"`` picks ``"torch"``
+    there and ``"triton"`` raises ``ValueError``.
     """
     if impl not in IMPLS:
         raise ValueError(f"invalid impl={impl!r}: must be 'auto', 'triton' or 'torch'")
@@ -172,10 +168,15 @@ def resolve_impl(impl: str, device: torch.device) -> tuple[str, bool]:
         impl = os.environ.get(IMPL_ENV) or "auto"
         if impl not in IMPLS:
             raise ValueError(f"invalid {IMPL_ENV}={impl!r}: must be 'auto', 'triton' or 'torch'")
+    cuda_interpreted = device.type == "cuda" and _kernel.interpret_by_default()
     if impl == "auto":
-        impl = "triton" if device.type == "cuda" else "torch"
-    interpret = impl == "triton" and (device.type != "cuda" or _kernel.interpret_by_default())
-    return impl, interpret
+        impl = "triton" if device.type == "cuda" and not cuda_interpreted else "torch"
+    if impl == "triton" and cuda_interpreted:
+        raise ValueError(
+            "invalid impl='triton' on cuda under TRITON_INTERPRET=1: Triton's interpreter "
+            "cannot read the device addresses in FusedAdamW's table; use impl='torch'"
+        )
+    return impl, impl == "triton" and device.type != "cuda"
 
 
 def _check_flags(
@@ -200,12 +201,29 @@ def _check_flags(
         )
 
 
+# Per group, the lists torch's functional AdamW takes: params, grads, exp_avgs, exp_avg_sqs,
+# max_exp_avg_sqs, state_steps.
+_Lists = list[tuple[list[torch.Tensor], ...]]
+
+
+@dataclass
+class _Launch:
+    """The device tables of one launch (one device and parameter dtype) and what they cover."""
+
+    key: list[int]  # per parameter: its tensors' addresses and its group
+    blocks: torch.Tensor
+    tensors: torch.Tensor
+    counters: torch.Tensor
+    aligned: bool
+    host: torch.Tensor  # the staging copy of the tables; a captured upload reads it
+
+
 class FusedAdamW(Optimizer):
-    """AdamW / Adam+L2 with all parameters in one flat buffer; see the module docstring.
+    """AdamW / Adam+L2 stepped by one fused launch; see the module docstring.
 
     Args:
         params: parameters or parameter groups (dicts), as for any ``torch.optim``
-            optimizer. All float32, all on one device (cpu or cuda).
+            optimizer. float32, bfloat16, float16 or float64, on one device (cpu or cuda).
         lr: learning rate, >= 0: a number or a one-element floating-point Tensor.
         betas: coefficients of the running averages of the gradient and its square, each
             in [0, 1).
@@ -225,18 +243,9 @@ class FusedAdamW(Optimizer):
 
     Raises:
         ValueError: a bad hyperparameter, flag, ``mode`` or ``impl``, a parameter that is
-            not a float32 dense tensor, or parameters on more than one device. The message
-            names the argument and the value.
+            not a dense tensor of a supported dtype, or parameters on more than one device.
+            The message names the argument and the value.
     """
-
-    # Set by ``_pack``; declared here for readers and type checkers.
-    _device: torch.device
-    _cuda: bool
-    _params: list[torch.Tensor]
-    _flat_grad: torch.Tensor
-    _grad_views: list[torch.Tensor]
-    _has_grad: list[bool]
-    _versions: list[int]
 
     def __init__(
         self,
@@ -274,9 +283,12 @@ class FusedAdamW(Optimizer):
         if impl not in IMPLS:
             raise ValueError(f"invalid impl={impl!r}: must be 'auto', 'triton' or 'torch'")
         self._requested_impl = impl
-        self._reset_runtime()
         super().__init__(params, defaults)
-        self._pack()
+        first = next((p for g in self.param_groups for p in g["params"]), None)
+        if first is None:
+            raise ValueError("invalid params: the parameter groups hold no parameters")
+        self._reset_runtime(first.device)
+        setattr(self, _AMP_SCALING_FLAG, True)
         if capturable and not self.capturable:
             raise ValueError(
                 f"invalid capturable=True: the step of {self.implementation!r} on "
@@ -284,39 +296,42 @@ class FusedAdamW(Optimizer):
                 "compiled on CUDA, can"
             )
 
-    def _reset_runtime(self) -> None:
-        """Attributes that describe no packing yet (construction and unpickling)."""
-        self._packed = False
-        self._index_of: dict[int, int] = {}
-        self._uploaded_active: tuple[bool, ...] | None = None
-        self._uploaded_sigs: list[tuple[Any, ...]] | None = None
+    def _reset_runtime(self, device: torch.device) -> None:
+        """Caches of the device tables: nothing here is state, all of it can be rebuilt."""
+        self._device = device
+        self._impl, self._interpret = resolve_impl(self._requested_impl, device)
+        self._launches: dict[torch.dtype, _Launch] = {}
+        self._sigs: list[tuple[Any, ...]] | None = None
+        self._device_lrs: list[tuple[int, torch.Tensor, float]] = []
+        self._hyper: torch.Tensor | None = None
+        self._hyper_sigs: list[tuple[Any, ...]] | None = None
+        self._captured_hosts: list[torch.Tensor] = []
+        self._staging: dict[torch.dtype, torch.Tensor] = {}
 
     # -- pickling, deepcopy, torch.save ----------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        """torch's optimizer state plus this class's settings; buffers are re-packed on load."""
+        """torch's optimizer state plus this class's settings (the device tables are rebuilt)."""
         state = super().__getstate__()
         state["_requested_impl"] = self._requested_impl
         state["_weight_decay_follows_mode"] = self._weight_decay_follows_mode
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickling re-packs the (copied) parameters and their state into fresh buffers.
-
-        torch's ``load_state_dict`` also calls this, with only ``state`` and
-        ``param_groups``; ``load_state_dict`` then installs them itself.
-        """
+        """Unpickling: torch's, then fresh caches. torch's ``load_state_dict`` also calls this,
+        with only ``state`` and ``param_groups``."""
         super().__setstate__(state)
         if "_requested_impl" in state:
-            self._reset_runtime()
-            self._pack()
+            first = next(p for g in self.param_groups for p in g["params"])
+            self._reset_runtime(first.device)
+            setattr(self, _AMP_SCALING_FLAG, True)
 
     # -- public surface -----------------------------------------------------------------------
 
     @property
     def implementation(self) -> str:
-        """What computes the step: ``"triton"``, ``"triton-interpreter"`` or
-        ``"torch-fused-flat"``. Record it with results as provenance."""
+        """What computes the step: ``"triton"``, ``"triton-interpreter"`` or ``"torch-fused"``.
+        Record it with results as provenance."""
         if self._impl == "torch":
             return IMPLEMENTATION_TORCH
         return IMPLEMENTATION_TRITON_INTERPRETER if self._interpret else IMPLEMENTATION_TRITON
@@ -326,7 +341,7 @@ class FusedAdamW(Optimizer):
         """Whether ``step()`` can be captured in a CUDA graph: only the compiled Triton kernel
         on CUDA can (ATen's fused kernels take lr from the host on every call; the
         interpreter runs on the host)."""
-        return self._cuda and self._impl == "triton" and not self._interpret
+        return self._device.type == "cuda" and self._impl == "triton" and not self._interpret
 
     @property
     def impl(self) -> str:
@@ -335,77 +350,64 @@ class FusedAdamW(Optimizer):
 
     @property
     def device(self) -> torch.device:
-        """The device every parameter and buffer lives on."""
+        """The device of the parameters (as of the last step, or construction)."""
         return self._device
 
     def sync_hyperparameters(self) -> None:
-        """Upload every group's current hyperparameters to the device if any changed.
+        """Validate the groups and upload their hyperparameters to the device if any changed.
 
-        ``step()`` calls this itself. Call it directly only when replaying a captured CUDA
+        ``step()`` does this itself. Call it directly only when replaying a captured CUDA
         graph (no Python runs then): after changing a group's lr, before the replay.
         """
         self._sync_groups(capturing=False)
+        if self._impl == "triton":
+            self._hyper_on(self._device, capturing=False)
 
     # torch.compiler.disable: Dynamo must not trace this (it would try to functionalise the
     # fused kernel and a Triton launch); a compiled caller graph-breaks here and runs it eagerly.
+    # torch's Optimizer wraps it with the step hooks and the profiler range, as for its own.
     @torch.compiler.disable
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter that has a gradient; returns ``closure()`` if given.
 
-        With ``impl="triton"`` on CUDA this is one kernel launch and no host synchronisation.
-        Step hooks (``register_step_pre_hook`` and the global ones) run as for any torch
-        optimizer; the profiler sees an ``Optimizer.step#FusedAdamW.step`` range.
+        With ``impl="triton"`` on CUDA this is one kernel launch per parameter dtype and no
+        host synchronisation. ``grad_scale`` / ``found_inf`` attributes, when set (by
+        ``torch.amp.GradScaler``), are applied as torch's fused AdamW applies them.
         """
-        if (
-            self._optimizer_step_pre_hooks
-            or self._optimizer_step_post_hooks
-            or _GLOBAL_PRE_HOOKS
-            or _GLOBAL_POST_HOOKS
-            or torch.autograd._profiler_enabled()
-        ):
-            return self._step_with_hooks(closure)
-        return self._step(closure)
-
-    if _OWN_STEP_WRAPPER:
-        # torch's Optimizer wraps ``step`` unless it is marked as already wrapped.
-        step.hooked = True
-
-    @torch.compiler.disable
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero the flat gradient buffer (one fill); see the module docstring for semantics.
-
-        ``set_to_none=True``: every parameter counts as having no gradient until one is
-        written; ``.grad`` that is a view of the flat buffer stays (zeroed), other gradient
-        tensors become None. ``set_to_none=False``: gradients that exist become zeros and
-        still count as gradients, as in torch.
-        """
-        self._flat_grad.zero_()
-        views = self._grad_views
-        has = self._has_grad
-        for i, p in enumerate(self._params):
-            grad = p.grad
-            if grad is views[i]:
-                has[i] = not set_to_none
-            elif grad is None:
-                has[i] = False
-            else:  # a tensor of autograd's or the caller's: torch's treatment, adopted at step
-                has[i] = False
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if grad.grad_fn is not None:
-                        grad.detach_()
-                    else:
-                        grad.requires_grad_(False)
-                    grad.zero_()
-        self._versions = list(map(_version_of, views))
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grad_scale: torch.Tensor | None = getattr(self, "grad_scale", None)
+        found_inf: torch.Tensor | None = getattr(self, "found_inf", None)
+        capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+        self._sync_groups(capturing)
+        write_back: list[tuple[torch.Tensor, torch.Tensor]] = []
+        lists = self._gather(write_back, write_grads=grad_scale is not None)
+        device = next((group[0][0].device for group in lists if group[0]), None)
+        if device is None:
+            return loss
+        if device != self._device:
+            if capturing:
+                raise RuntimeError("the parameters changed device while capturing a CUDA graph")
+            self._reset_runtime(device)
+            self._sync_groups(capturing)
+        if capturing and not self.capturable:
+            raise RuntimeError(
+                "capturing FusedAdamW.step in a CUDA graph needs impl='triton', compiled"
+            )
+        if self._impl == "triton":
+            self._step_triton(lists, device, grad_scale, found_inf, capturing)
+        else:
+            self._step_torch(lists, grad_scale, found_inf)
+        if write_back:
+            with torch.no_grad():
+                for original, stand_in in write_back:
+                    original.copy_(stand_in)
+        return loss
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group (validated like the constructor's arguments) and re-pack the buffers.
-
-        Re-packing reallocates the flat buffers: a CUDA graph captured before must be
-        captured again.
-        """
+        """Add a group, validated like the constructor's arguments (torch's rules otherwise)."""
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
         params = param_group.get("params")
@@ -428,8 +430,6 @@ class FusedAdamW(Optimizer):
         check_hyperparameters({**self.defaults, **param_group})
         super().add_param_group(param_group)
         self.param_groups[-1]["betas"] = tuple(self.param_groups[-1]["betas"])
-        if self._packed:
-            self._pack()
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict, each group also saying ``decoupled_weight_decay`` (its mode).
@@ -443,12 +443,11 @@ class FusedAdamW(Optimizer):
         return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load this class's state dict or torch.optim.AdamW's / Adam's into the flat buffers.
+        """Load this class's state dict or torch.optim.AdamW's / Adam's (torch's rules).
 
         A group without ``mode`` takes it from torch's ``decoupled_weight_decay`` (AdamW:
-        True, Adam: False), else keeps its current mode. Step counts, moments and
-        hyperparameters are copied; parameters without saved state start fresh. Loading this
-        optimizer's own live state dict is allowed.
+        True, Adam: False), else keeps its current mode. Parameters without saved state start
+        fresh at their next step, as in torch.
         """
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) == len(self.param_groups):
@@ -464,33 +463,24 @@ class FusedAdamW(Optimizer):
             group["betas"] = tuple(group["betas"])
             # Derived from mode on every state_dict(); not a setting of this class.
             group.pop("decoupled_weight_decay", None)
-        self._uploaded_sigs = None
-        self._ensure_max_buffer()
-        self._install_loaded_state()
+        self._sigs = None
 
-    # -- packing --------------------------------------------------------------------------------
+    # -- parameters ---------------------------------------------------------------------------
 
     def _check_params(self, tensors: list[Any]) -> None:
         devices = {p.device for g in self.param_groups for p in g["params"]}
         for k, p in enumerate(tensors):
             if not isinstance(p, torch.Tensor):
                 continue  # torch's add_param_group raises its TypeError
-            if p.layout != torch.strided:
-                raise ValueError(
-                    f"invalid params: layout={p.layout} (parameter {k} of the group); "
-                    "FusedAdamW packs dense tensors only"
-                )
-            if p.dtype != torch.float32:
-                raise ValueError(
-                    f"invalid params: dtype={p.dtype} (parameter {k} of the group); "
-                    "FusedAdamW packs float32 parameters only"
-                )
+            if is_lazy(p):
+                continue  # LazyLinear before its first forward: checked at step
+            _check_tensor(p, f"parameter {k} of the group", ValueError)
             devices.add(p.device)
         if len(devices) > 1:
             names = ", ".join(sorted(str(d) for d in devices))
             raise ValueError(
                 f"invalid params: parameters on more than one device ({names}); "
-                "FusedAdamW packs one device"
+                "FusedAdamW steps one device"
             )
         for device in devices:
             if device.type not in ("cpu", "cuda"):
@@ -499,276 +489,89 @@ class FusedAdamW(Optimizer):
                     "FusedAdamW runs on cpu and cuda"
                 )
 
-    def _pack(self) -> None:
-        """(Re)build the flat buffers from the current groups, keeping values, grads, state."""
-        params: list[torch.Tensor] = []
-        group_of: list[int] = []
+    def _gather(
+        self, write_back: list[tuple[torch.Tensor, torch.Tensor]], *, write_grads: bool
+    ) -> _Lists:
+        """Per group, torch's lists: params with a gradient, grads, exp_avgs, exp_avg_sqs,
+        max_exp_avg_sqs (AMSGrad groups), steps. State is created at a parameter's first
+        gradient, as torch does; a parameter listed twice is taken once.
+
+        The fused kernels (ATen's CPU kernel too) walk a parameter's memory and its
+        gradient's and moments' side by side, so they must share one dense layout and dtype.
+        Where they do not, the lists hold a stand-in copy laid out like the parameter, and
+        ``write_back`` gets ``(original, stand-in)`` to copy back after the step (for a
+        gradient only when ``write_grads``: the step writes it only to unscale it).
+        """
+        out: _Lists = []
         seen: set[int] = set()
-        for gi, g in enumerate(self.param_groups):
-            for p in g["params"]:
-                if id(p) not in seen:  # a repeated parameter (torch warned) is packed once
-                    seen.add(id(p))
-                    params.append(p)
-                    group_of.append(gi)
-        if not params:
-            raise ValueError("invalid params: the parameter groups hold no parameters")
-        device = params[0].device
-        impl, interpret = resolve_impl(self._requested_impl, device)
-        numels = [p.numel() for p in params]
-        # The kernel needs ALIGN-aligned offsets for vector loads; ATen's fused kernel takes
-        # any offsets, so it packs tightly.
-        align = _kernel.ALIGN if impl == "triton" else 1
-        offsets, total = _kernel.layout(numels, align)
-
-        old_index = self._index_of
-        old_grad_views: list[torch.Tensor] = getattr(self, "_grad_views", [])
-        old_has_grad: list[bool] = getattr(self, "_has_grad", [])
-
-        def zeros() -> torch.Tensor:
-            return torch.zeros(total, dtype=torch.float32, device=device)
-
-        flat_param, flat_grad = zeros(), zeros()
-        exp_avg, exp_avg_sq = zeros(), zeros()
-        any_amsgrad = any(g["amsgrad"] for g in self.param_groups)
-        max_exp_avg_sq = zeros() if any_amsgrad else None
-
-        def views(flat: torch.Tensor) -> list[torch.Tensor]:
-            return [
-                flat[o : o + n].view(p.shape)
-                for o, n, p in zip(offsets, numels, params, strict=True)
-            ]
-
-        param_views = views(flat_param)
-        # Gradients alias the flat buffer without being autograd views of it, so each has its
-        # own version counter (views share their base's): a write to one gradient is visible
-        # as that gradient's version change, and zeroing the whole buffer changes none.
-        grad_views = [_alias(flat_grad, o, p.shape) for o, p in zip(offsets, params, strict=True)]
-        has_grad: list[bool] = []
-        attach: list[bool] = []
-        with torch.no_grad():
-            for i, p in enumerate(params):
-                param_views[i].copy_(p)
+        state = self.state
+        for group in self.param_groups:
+            amsgrad = group["amsgrad"]
+            params: list[torch.Tensor] = []
+            grads: list[torch.Tensor] = []
+            exp_avgs: list[torch.Tensor] = []
+            exp_avg_sqs: list[torch.Tensor] = []
+            max_exp_avg_sqs: list[torch.Tensor] = []
+            steps: list[torch.Tensor] = []
+            for p in group["params"]:
                 grad = p.grad
-                old = old_index.get(id(p))
-                if grad is None:
-                    present = False
-                elif old is not None and grad is old_grad_views[old]:
-                    present = old_has_grad[old] or grad._version != self._versions[old]
-                else:
-                    present = True
-                if grad is not None:
-                    if grad.layout != torch.strided:
-                        raise RuntimeError(_SPARSE_MESSAGE)
-                    grad_views[i].copy_(grad)
-                has_grad.append(present)
-                attach.append(grad is not None)
-
-        if impl == "triton":
-            blocks, step_ranges = _kernel.block_table(offsets, numels, group_of, device)
-            n_steps = blocks.shape[0]
-        else:
-            blocks = torch.empty((0, _kernel.BLOCK_COLUMNS), dtype=torch.int64, device=device)
-            step_ranges = [(i, i + 1) for i in range(len(params))]
-            n_steps = len(params)
-        steps = torch.zeros(n_steps, dtype=torch.float32, device=device)
-
-        # Carry existing state (a re-pack after add_param_group, or unpickling) into the new
-        # buffers.
-        m_views, v_views = views(exp_avg), views(exp_avg_sq)
-        vmax_views = views(max_exp_avg_sq) if max_exp_avg_sq is not None else []
-        with torch.no_grad():
-            for i, p in enumerate(params):
-                state = self.state.get(p)
-                if not state:
+                if grad is None or id(p) in seen:
                     continue
-                m_views[i].copy_(state["exp_avg"])
-                v_views[i].copy_(state["exp_avg_sq"])
-                if max_exp_avg_sq is not None and "max_exp_avg_sq" in state:
-                    vmax_views[i].copy_(state["max_exp_avg_sq"])
-                lo, hi = step_ranges[i]
-                steps[lo:hi].copy_(torch.as_tensor(state["step"], dtype=torch.float32))
-
-        self._device = device
-        self._cuda = device.type == "cuda"
-        self._impl, self._interpret = impl, interpret
-        self._kernel = _kernel.adamw_kernel(interpret) if impl == "triton" else None
-        self._params = params
-        self._group_of = group_of
-        self._group_ranges = _group_ranges(group_of, len(self.param_groups))
-        self._numels, self._offsets = numels, offsets
-        self._flat_param, self._flat_grad = flat_param, flat_grad
-        self._exp_avg, self._exp_avg_sq = exp_avg, exp_avg_sq
-        self._max_exp_avg_sq = max_exp_avg_sq
-        self._param_views = param_views
-        self._grad_views = grad_views
-        self._m_views, self._v_views, self._vmax_views = m_views, v_views, vmax_views
-        self._has_grad = has_grad
-        self._blocks = blocks
-        self._steps = steps
-        self._step_ranges = step_ranges
-        self._step_views = [steps[lo] for lo, _ in step_ranges]
-        self._index_of = {id(p): i for i, p in enumerate(params)}
-        self._hyper = torch.zeros(
-            (len(self.param_groups), int(_kernel.HYPER_WIDTH)), dtype=torch.float64, device=device
-        )
-        self._active = torch.zeros(len(params), dtype=torch.int8, device=device)
-        self._device_lrs: list[tuple[int, torch.Tensor, float]] = []
-        self._uploaded_active = None
-        self._uploaded_sigs = None
-        self._amsgrad_any = any_amsgrad
-
-        # Re-point the parameters and their gradients at the flat buffers.
-        for i, p in enumerate(params):
-            p.data = param_views[i]
-            if attach[i]:
-                p.grad = grad_views[i]
-        self._data_ptrs = list(map(_data_ptr, params))
-        self._versions = list(map(_version_of, grad_views))
-
-        state_entries = {p: self._state_entry(i) for i, p in enumerate(params) if self.state.get(p)}
-        self.state = defaultdict(dict, state_entries)
-        self._state_ready = [bool(self.state.get(p)) for p in params]
-        self._n_ready = sum(self._state_ready)
-        self._packed = True
-
-    def _state_entry(self, i: int) -> dict[str, torch.Tensor]:
-        """torch.optim.AdamW's per-parameter state, as views into the flat buffers."""
-        entry = {
-            "step": self._step_views[i],
-            "exp_avg": self._m_views[i],
-            "exp_avg_sq": self._v_views[i],
-        }
-        if self.param_groups[self._group_of[i]]["amsgrad"]:
-            entry["max_exp_avg_sq"] = self._vmax_views[i]
-        return entry
-
-    def _ensure_max_buffer(self) -> None:
-        """Allocate the AMSGrad buffer (zeros) the first time any group turns AMSGrad on."""
-        if self._max_exp_avg_sq is not None:
-            return
-        if not any(g["amsgrad"] for g in self.param_groups):
-            return
-        self._max_exp_avg_sq = torch.zeros_like(self._exp_avg)
-        self._vmax_views = [
-            self._max_exp_avg_sq[o : o + n].view(p.shape)
-            for o, n, p in zip(self._offsets, self._numels, self._params, strict=True)
-        ]
-
-    def _install_loaded_state(self) -> None:
-        """Copy the state torch's ``load_state_dict`` left in ``self.state`` into the buffers."""
-        loaded = self.state
-        present = [i for i, p in enumerate(self._params) if loaded.get(p)]
-        # A state dict of this very optimizer holds views of the buffers being written: copy
-        # such values out first (copy_ refuses overlapping source and destination).
-        own = {
-            t.untyped_storage().data_ptr()
-            for t in (self._exp_avg, self._exp_avg_sq, self._max_exp_avg_sq, self._steps)
-            if t is not None
-        }
-
-        def detached(value: Any) -> Any:
-            if isinstance(value, torch.Tensor) and value.untyped_storage().data_ptr() in own:
-                return value.clone()
-            return value
-
-        with torch.no_grad():
-            values = {
-                i: {k: detached(v) for k, v in loaded[self._params[i]].items()} for i in present
-            }
-            for i in present:
-                p = self._params[i]
-                state = values[i]
-                missing = [k for k in (*_STATE_KEYS, "step") if k not in state]
-                if missing:
-                    raise ValueError(f"invalid state_dict: state of parameter {i} lacks {missing}")
-                for key, views in (("exp_avg", self._m_views), ("exp_avg_sq", self._v_views)):
-                    value = state[key]
-                    if tuple(value.shape) != tuple(p.shape):
-                        raise ValueError(
-                            f"invalid state_dict: {key} of parameter {i} has shape "
-                            f"{tuple(value.shape)}, the parameter {tuple(p.shape)}"
+                seen.add(id(p))
+                if grad.layout != torch.strided:
+                    raise RuntimeError(_SPARSE_MESSAGE)
+                s = state[p]
+                if not s:
+                    _check_tensor(p, "a parameter", RuntimeError)
+                    s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                    s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                step = s["step"]
+                if (
+                    not isinstance(step, torch.Tensor)
+                    or step.dtype != torch.float32
+                    or step.device != p.device
+                ):
+                    # A step of torch's non-fused AdamW (a CPU tensor), a caller's
+                    # torch.tensor(0.) or a number: the value, on the parameter's device.
+                    step = s["step"] = torch.as_tensor(step, dtype=torch.float32).to(p.device)
+                m = s["exp_avg"]
+                v = s["exp_avg_sq"]
+                vmax = None
+                if amsgrad:
+                    vmax = s.get("max_exp_avg_sq")
+                    if vmax is None:
+                        # AMSGrad turned on later: the maximum starts at zero (torch fails).
+                        vmax = s["max_exp_avg_sq"] = torch.zeros_like(
+                            p, memory_format=torch.preserve_format
                         )
-                    views[i].copy_(value)
-                if self._max_exp_avg_sq is not None:
-                    if "max_exp_avg_sq" in state:
-                        self._vmax_views[i].copy_(state["max_exp_avg_sq"])
-                    else:
-                        self._vmax_views[i].zero_()
-                lo, hi = self._step_ranges[i]
-                self._steps[lo:hi].copy_(torch.as_tensor(state["step"], dtype=torch.float32))
-            present_set = set(present)
-            for i in range(len(self._params)):
-                if i in present_set:
-                    continue
-                self._m_views[i].zero_()
-                self._v_views[i].zero_()
-                if self._max_exp_avg_sq is not None:
-                    self._vmax_views[i].zero_()
-                lo, hi = self._step_ranges[i]
-                self._steps[lo:hi].zero_()
-        self.state = defaultdict(dict, {self._params[i]: self._state_entry(i) for i in present})
-        self._state_ready = [i in present_set for i in range(len(self._params))]
-        self._n_ready = len(present)
+                dtype = p.dtype
+                if not (
+                    p.is_contiguous()
+                    and grad.is_contiguous()
+                    and m.is_contiguous()
+                    and v.is_contiguous()
+                    and m.dtype == dtype
+                    and v.dtype == dtype
+                    and (vmax is None or (vmax.is_contiguous() and vmax.dtype == dtype))
+                ):
+                    p, grad, m, v, vmax = _stand_ins(p, grad, m, v, vmax, write_back, write_grads)
+                params.append(p)
+                grads.append(grad)
+                exp_avgs.append(m)
+                exp_avg_sqs.append(v)
+                steps.append(step)
+                if vmax is not None:
+                    max_exp_avg_sqs.append(vmax)
+            out.append((params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps))
+        return out
 
-    # -- one step -------------------------------------------------------------------------------
-
-    def _step_with_hooks(self, closure: Callable[[], float] | None) -> float | None:
-        """``_step`` inside what torch's step wrapper adds: the profiler range and the hooks."""
-        with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
-            args: tuple[Any, ...] = (self,) if closure is None else (self, closure)
-            kwargs: dict[str, Any] = {}
-            for pre_hook in chain(
-                (_GLOBAL_PRE_HOOKS or {}).values(), self._optimizer_step_pre_hooks.values()
-            ):
-                result = pre_hook(self, args, kwargs)
-                if result is not None:
-                    if not (isinstance(result, tuple) and len(result) == 2):
-                        raise RuntimeError(
-                            f"{self.step} must return None or a tuple of (new_args, new_kwargs), "
-                            f"but got {result}."
-                        )
-                    args, kwargs = result
-            out = self._step(*args[1:], **kwargs)
-            self._optimizer_step_code()
-            for post_hook in chain(
-                self._optimizer_step_post_hooks.values(), (_GLOBAL_POST_HOOKS or {}).values()
-            ):
-                post_hook(self, args, kwargs)
-            return out
-
-    def _step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        capturing = self._cuda and torch.cuda.is_current_stream_capturing()
-        if capturing and not self.capturable:
-            raise RuntimeError(
-                "capturing FusedAdamW.step in a CUDA graph needs impl='triton', compiled"
-            )
-        self._sync_groups(capturing)
-        active = self._collect_active()
-        if not any(active):
-            return loss
-        if active != self._uploaded_active:
-            if capturing:
-                raise RuntimeError(
-                    "the set of parameters with gradients changed while capturing a CUDA "
-                    "graph; run one eager step with the same gradients before capturing"
-                )
-            self._upload_active(active)
-        if self._n_ready != len(active):
-            self._ensure_state(active)
-        if self._impl == "triton":
-            self._step_triton()
-        else:
-            self._step_torch(active)
-        return loss
+    # -- hyperparameters ----------------------------------------------------------------------
 
     def _sync_groups(self, capturing: bool) -> None:
-        """Validate and upload the groups' hyperparameters if any changed since last time."""
+        """Validate the groups' hyperparameters if any changed since the last step."""
         sigs = [_signature(g) for g in self.param_groups]
-        if sigs == self._uploaded_sigs:
+        if sigs == self._sigs:
             return
         if capturing:
             raise RuntimeError(
@@ -788,155 +591,315 @@ class FusedAdamW(Optimizer):
                         f"parameters' device ({self._device})"
                     )
                 device_lrs.append((gi, lr, float(group["weight_decay"])))
-        self._ensure_max_buffer()
-        amsgrad_changed = self._uploaded_sigs is None or any(
-            old[5] != new[5] for old, new in zip(self._uploaded_sigs, sigs, strict=True)
-        )
-        if amsgrad_changed:
-            for i, p in enumerate(self._params):
-                if self._state_ready[i]:
-                    self.state[p] = self._state_entry(i)
-        self._amsgrad_any = any(g["amsgrad"] for g in self.param_groups)
         self._device_lrs = device_lrs
-        if self._impl == "triton":
-            rows = [_hyper_row(g) for g in self.param_groups]
-            with torch.no_grad():
-                _upload(self._hyper, rows, torch.float64)
-        self._uploaded_sigs = sigs
+        self._sigs = sigs
 
-    def _collect_active(self) -> tuple[bool, ...]:
-        """Per parameter: does it have a gradient? Adopts gradient tensors that are not ours.
-
-        The common case costs three passes over cached lists: storage addresses (the
-        parameters were not moved), gradient identities (every ``.grad`` is our view) and
-        gradient versions (which were written since ``zero_grad``).
-        """
-        params = self._params
-        if list(map(_data_ptr, params)) != self._data_ptrs:
-            self._raise_moved()
-        views = self._grad_views
-        has = self._has_grad
-        grads = list(map(_grad_of, params))
-        if not all(map(operator.is_, grads, views)):
-            for i, grad in enumerate(grads):
-                if grad is None:
-                    has[i] = False
-                elif grad is not views[i]:
-                    self._adopt_grad(i, params[i], grad)
-                    grads[i] = views[i]
-        versions = list(map(_version_of, views))
-        if versions != self._versions:
-            seen = self._versions
-            for i, version in enumerate(versions):
-                if version != seen[i] and grads[i] is views[i]:
-                    has[i] = True
-            self._versions = versions
-        return tuple(has)
-
-    def _raise_moved(self) -> None:
-        for i, p in enumerate(self._params):
-            if p.data_ptr() != self._data_ptrs[i]:
+    def _hyper_on(self, device: torch.device, capturing: bool) -> torch.Tensor:
+        """The device table of every group's hyperparameters, uploaded if they changed."""
+        sigs = self._sigs
+        hyper = self._hyper
+        if hyper is None or sigs != self._hyper_sigs or hyper.shape[0] != len(self.param_groups):
+            if capturing:
                 raise RuntimeError(
-                    f"parameter {i} no longer lives in FusedAdamW's flat buffer (was the model "
-                    "moved, or a parameter's .data replaced, after the optimizer was built?); "
-                    "build the optimizer after moving the model"
+                    "hyperparameters changed while capturing a CUDA graph; call "
+                    "sync_hyperparameters() (or run an eager step) before capturing"
                 )
-
-    def _adopt_grad(self, i: int, p: torch.Tensor, grad: torch.Tensor) -> None:
-        """Copy a gradient tensor that is not our view into the flat buffer; attach the view."""
-        if grad.layout != torch.strided:
-            raise RuntimeError(_SPARSE_MESSAGE)
-        view = self._grad_views[i]
-        with torch.no_grad():
-            view.copy_(grad)
-        p.grad = view
-        self._has_grad[i] = True
-
-    def _upload_active(self, active: tuple[bool, ...]) -> None:
-        if self._impl == "triton":
-            _upload(self._active, list(active), torch.int8)
-        self._uploaded_active = active
-
-    def _ensure_state(self, active: tuple[bool, ...]) -> None:
-        """Expose state for parameters stepped for the first time (torch's lazy init)."""
-        for i, a in enumerate(active):
-            if a and not self._state_ready[i]:
-                self.state[self._params[i]] = self._state_entry(i)
-                self._state_ready[i] = True
-                self._n_ready += 1
-
-    def _step_triton(self) -> None:
+            rows = [_hyper_row(g) for g in self.param_groups]
+            if hyper is None or hyper.shape[0] != len(rows) or hyper.device != device:
+                hyper = torch.zeros(
+                    (len(rows), int(_kernel.HYPER_WIDTH)), dtype=torch.float64, device=device
+                )
+                self._hyper = hyper
+            with torch.no_grad():
+                _upload(hyper, rows, torch.float64)
+            self._hyper_sigs = sigs
+        assert hyper is not None
         if self._device_lrs:
-            self._refresh_device_lrs()
-        if self._cuda and torch.cuda.current_device() != self._device.index:
-            with torch.cuda.device(self._device):
-                self._launch()
-        else:
-            self._launch()
+            _refresh_device_lrs(hyper, self._device_lrs)
+        return hyper
 
-    def _launch(self) -> None:
-        _kernel.launch(
-            self._kernel,
-            param=self._flat_param,
-            grad=self._flat_grad,
-            exp_avg=self._exp_avg,
-            exp_avg_sq=self._exp_avg_sq,
-            max_exp_avg_sq=self._max_exp_avg_sq if self._amsgrad_any else None,
-            blocks=self._blocks,
-            steps=self._steps,
-            active=self._active,
-            hyper=self._hyper,
-        )
+    # -- one step -------------------------------------------------------------------------------
 
-    def _refresh_device_lrs(self) -> None:
-        """Write each CUDA Tensor lr, and the decay factor 1 - lr * wd, into the table.
-
-        Device ops in stream order, no host synchronisation (so a captured step replays them
-        with the tensor's value at replay time). In float64, one rounding per op, as Python
-        computes ``1 - lr * weight_decay`` for a number lr (separate kernels: no fused
-        multiply-add).
+    def _step_torch(
+        self,
+        lists: _Lists,
+        grad_scale: torch.Tensor | None,
+        found_inf: torch.Tensor | None,
+    ) -> None:
+        """ATen's fused Adam(W), one call per group, through torch's public functional API
+        (``torch.optim.adamw.adamw`` / ``torch.optim.adam.adam`` with ``fused=True``, which
+        increments each step count and calls the kernel of ``torch.optim.AdamW(fused=True)``).
         """
-        with torch.no_grad():
-            for gi, lr, weight_decay in self._device_lrs:
-                row = self._hyper[gi]
-                lr64 = row[int(_kernel.HYPER_LR)]
-                lr64.copy_(lr)
-                row[int(_kernel.HYPER_DECAY_FACTOR)].copy_(torch.rsub(lr64 * weight_decay, 1.0))
-
-    def _step_torch(self, active: tuple[bool, ...]) -> None:
-        """ATen's fused Adam(W), one call per group over per-parameter views of the buffers.
-
-        Through torch's public functional API (``torch.optim.adamw.adamw`` /
-        ``torch.optim.adam.adam`` with ``fused=True``), which increments each step count and
-        calls the same ATen kernel as ``torch.optim.AdamW(fused=True)``; per-parameter views,
-        not spans of the flat buffer, because it takes one step count per tensor.
-        """
-        for group, (lo, hi) in zip(self.param_groups, self._group_ranges, strict=True):
-            idx = [i for i in range(lo, hi) if active[i]]
-            if not idx:
+        for group, (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps) in zip(
+            self.param_groups, lists, strict=True
+        ):
+            if not params:
                 continue
-            amsgrad = group["amsgrad"]
             beta1, beta2 = group["betas"]
             fn = _torch_adamw if group["mode"] == "adamw" else _torch_adam
+            lr = group["lr"]
             fn(
-                [self._param_views[i] for i in idx],
-                [self._grad_views[i] for i in idx],
-                [self._m_views[i] for i in idx],
-                [self._v_views[i] for i in idx],
-                [self._vmax_views[i] for i in idx] if amsgrad else [],
-                [self._step_views[i] for i in idx],
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                max_exp_avg_sqs,
+                steps,
                 fused=True,
-                amsgrad=amsgrad,
+                grad_scale=grad_scale,
+                found_inf=found_inf,
+                amsgrad=group["amsgrad"],
                 beta1=float(beta1),
                 beta2=float(beta2),
-                lr=group["lr"] if isinstance(group["lr"], torch.Tensor) else float(group["lr"]),
+                lr=lr if isinstance(lr, torch.Tensor) else float(lr),
                 weight_decay=float(group["weight_decay"]),
                 eps=float(group["eps"]),
                 maximize=group["maximize"],
             )
 
+    def _step_triton(
+        self,
+        lists: _Lists,
+        device: torch.device,
+        grad_scale: torch.Tensor | None,
+        found_inf: torch.Tensor | None,
+        capturing: bool,
+    ) -> None:
+        """One launch per parameter dtype over the tensors in ``lists``."""
+        # Per dtype: rows of (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, group),
+        # and the key (every address, and the group) that says whether the device table
+        # still describes them.
+        rows: dict[torch.dtype, list[tuple[Any, ...]]] = {}
+        keys: dict[torch.dtype, list[int]] = {}
+        # float64 parameters, per group, for ATen's fused kernel (float64 math, as torch).
+        aten: _Lists = [([], [], [], [], [], []) for _ in lists]
+        for gi, (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps) in enumerate(lists):
+            if not params:
+                continue
+            vmaxes: Iterable[torch.Tensor | None] = max_exp_avg_sqs or [None] * len(params)
+            for p, g, m, v, vmax, s in zip(
+                params, grads, exp_avgs, exp_avg_sqs, vmaxes, steps, strict=True
+            ):
+                dtype = p.dtype
+                if dtype == torch.float64:
+                    for column, t in zip(aten[gi], (p, g, m, v, vmax, s), strict=True):
+                        if t is not None:
+                            column.append(t)
+                    continue
+                bucket = rows.get(dtype)
+                if bucket is None:
+                    bucket = rows[dtype] = []
+                    keys[dtype] = []
+                bucket.append((p, g, m, v, vmax, s, gi))
+                keys[dtype] += (
+                    p.data_ptr(),
+                    g.data_ptr(),
+                    m.data_ptr(),
+                    v.data_ptr(),
+                    0 if vmax is None else vmax.data_ptr(),
+                    s.data_ptr(),
+                    gi,
+                )
+        hyper = self._hyper_on(device, capturing)
+        if grad_scale is not None:
+            grad_scale = grad_scale.to(device, torch.float32, non_blocking=True)
+        if found_inf is not None:
+            found_inf = found_inf.to(device, torch.float32, non_blocking=True)
+        kernel = _kernel.adamw_kernel(self._interpret)
+        any_amsgrad = any(g["amsgrad"] for g in self.param_groups)
+        for dtype, bucket in rows.items():
+            launch = self._launches.get(dtype)
+            if launch is None or launch.key != keys[dtype]:
+                staging = None
+                if capturing:
+                    # Gradients captured in a graph live in its own memory pool, so a first
+                    # capture usually meets new addresses. The new table is uploaded from the
+                    # pinned buffer set aside at the last eager rebuild (no pinned allocation
+                    # while a graph records); every replay reads it again: kept for good.
+                    staging = self._staging.pop(dtype, None)
+                    if staging is None:
+                        raise RuntimeError(
+                            "the tensors to step changed while capturing a CUDA graph; run an "
+                            "eager step with the same parameters having gradients first"
+                        )
+                    self._captured_hosts.append(staging)
+                launch = _build_launch(bucket, keys[dtype], device, staging)
+                self._launches[dtype] = launch
+                if self.capturable and not capturing:
+                    self._staging[dtype] = torch.empty_like(launch.host).pin_memory()
+            with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+                _kernel.launch(
+                    kernel,
+                    blocks=launch.blocks,
+                    tensors=launch.tensors,
+                    counters=launch.counters,
+                    hyper=hyper,
+                    dtype=dtype,
+                    has_amsgrad=any_amsgrad,
+                    aligned=launch.aligned,
+                    grad_scale=grad_scale,
+                    found_inf=found_inf,
+                )
+        if any(group[0] for group in aten):
+            self._step_torch(aten, grad_scale, found_inf)
+
 
 _SPARSE_MESSAGE = "FusedAdamW does not support sparse gradients"  # torch: "AdamW does not ..."
+
+
+def _check_tensor(p: torch.Tensor, where: str, error: type[Exception]) -> None:
+    """Raise ``error`` unless ``p`` is a dense tensor of a dtype the kernels update."""
+    if p.layout != torch.strided:
+        raise error(
+            f"invalid params: layout={p.layout} ({where}); FusedAdamW steps dense tensors only"
+        )
+    if p.dtype not in DTYPES:
+        raise error(
+            f"invalid params: dtype={p.dtype} ({where}); "
+            "FusedAdamW steps float32, float64, bfloat16 and float16 parameters"
+        )
+
+
+def _dense_strides(t: torch.Tensor) -> tuple[int, ...] | None:
+    """``t``'s strides over its dimensions longer than 1 if it covers a gap-free, non-overlapping
+    block of memory (so element ``i`` of the block is one element of ``t``), else None."""
+    dims = [(s, n) for s, n in zip(t.stride(), t.shape, strict=True) if n != 1]
+    expected = 1
+    for stride, size in sorted(dims):
+        if size == 0:
+            return ()
+        if stride != expected:
+            return None
+        expected *= size
+    return tuple(s for s, _ in dims)
+
+
+def _build_launch(
+    bucket: list[tuple[Any, ...]],
+    key: list[int],
+    device: torch.device,
+    staging: torch.Tensor | None = None,
+) -> _Launch:
+    """The device tables of ``bucket``: rows of one dtype, laid out alike (``_gather``).
+
+    On CUDA the tables are uploaded asynchronously from pinned memory: ``staging`` when
+    given (a pinned buffer allocated earlier, at least as long), else a fresh one.
+    """
+    table_rows: list[int] = []
+    numels: list[int] = []
+    for p, g, m, v, vmax, s, gi in bucket:
+        for t in (p, g, m, v, vmax):
+            # The kernel trusts these: a wrong one would read or write out of bounds.
+            if t is not None and (t.shape != p.shape or t.device != device or t.dtype != p.dtype):
+                raise RuntimeError(
+                    f"a gradient or state tensor ({tuple(t.shape)}, {t.dtype}, {t.device}) does "
+                    f"not match its parameter ({tuple(p.shape)}, {p.dtype}, {device})"
+                )
+        if s.numel() != 1:
+            raise RuntimeError(f"state 'step' must hold one number, not shape {tuple(s.shape)}")
+        table_rows += _kernel.tensor_row(
+            p.data_ptr(),
+            g.data_ptr(),
+            m.data_ptr(),
+            v.data_ptr(),
+            0 if vmax is None else vmax.data_ptr(),
+            s.data_ptr(),
+            p.numel(),
+            gi,
+        )
+        numels.append(p.numel())
+    block_rows = _kernel.block_rows(numels)
+    addresses = [a for i, a in enumerate(table_rows) if i % int(_kernel.TENSOR_COLUMNS) < 5]
+    aligned = all(a % _kernel.ALIGN_BYTES == 0 for a in addresses)
+    host = torch.tensor(block_rows + table_rows, dtype=torch.int64)
+    if device.type == "cuda":
+        if staging is not None:
+            if staging.numel() < host.numel():
+                raise RuntimeError(
+                    "more tensors to step while capturing a CUDA graph than in the eager step "
+                    "before it; run an eager step with the same parameters having gradients"
+                )
+            host = staging[: host.numel()].copy_(host)
+        else:
+            host = host.pin_memory()
+        table = torch.empty(host.shape, dtype=torch.int64, device=device)
+        table.copy_(host, non_blocking=True)
+    else:
+        table = host
+    n_blocks = len(block_rows) // int(_kernel.BLOCK_COLUMNS)
+    blocks = table[: len(block_rows)].view(n_blocks, int(_kernel.BLOCK_COLUMNS))
+    tensors = table[len(block_rows) :].view(len(numels), int(_kernel.TENSOR_COLUMNS))
+    counters = torch.zeros(len(numels), dtype=torch.int32, device=device)
+    return _Launch(
+        key=key, blocks=blocks, tensors=tensors, counters=counters, aligned=aligned, host=host
+    )
+
+
+def _stand_ins(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    vmax: torch.Tensor | None,
+    write_back: list[tuple[torch.Tensor, torch.Tensor]],
+    write_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``p`` and its tensors as the fused kernels can walk them: each as it is where it is
+    dense, of ``p``'s dtype and laid out like ``p``, else a copy that is (recorded in
+    ``write_back``)."""
+    with torch.no_grad():
+        layout = _dense_strides(p)
+        p_used = p
+        if layout is None:  # a parameter with gaps or overlaps: step a dense copy
+            p_used = p.contiguous()
+            write_back.append((p, p_used))
+            layout = _dense_strides(p_used)
+        g_used = _matching(g, "the gradient", p_used, layout, write_back if write_grad else [])
+        m_used = _matching(m, "exp_avg", p_used, layout, write_back)
+        v_used = _matching(v, "exp_avg_sq", p_used, layout, write_back)
+        vmax_used = (
+            None if vmax is None else _matching(vmax, "max_exp_avg_sq", p_used, layout, write_back)
+        )
+    return p_used, g_used, m_used, v_used, vmax_used
+
+
+def _matching(
+    t: torch.Tensor,
+    name: str,
+    p: torch.Tensor,
+    layout: tuple[int, ...] | None,
+    write_back: list[tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """``t`` (a gradient or state tensor of ``p``) if it has ``p``'s dtype and dense
+    ``layout``, else a copy laid out like ``p``, recorded in ``write_back``."""
+    if t.shape != p.shape or t.device != p.device:
+        raise RuntimeError(
+            f"{name} of a parameter of shape {tuple(p.shape)} on {p.device} has "
+            f"shape {tuple(t.shape)} on {t.device}"
+        )
+    if t.dtype == p.dtype and _dense_strides(t) == layout:
+        return t
+    stand_in = torch.empty_like(p).copy_(t)
+    write_back.append((t, stand_in))
+    return stand_in
+
+
+def _refresh_device_lrs(
+    hyper: torch.Tensor, device_lrs: list[tuple[int, torch.Tensor, float]]
+) -> None:
+    """Write each CUDA Tensor lr, and the decay factor 1 - lr * wd, into the table.
+
+    Device ops in stream order, no host synchronisation (so a captured step replays them
+    with the tensor's value at replay time). In float64, one rounding per op, as Python
+    computes ``1 - lr * weight_decay`` for a number lr (separate kernels: no fused
+    multiply-add).
+    """
+    with torch.no_grad():
+        for gi, lr, weight_decay in device_lrs:
+            row = hyper[gi]
+            lr64 = row[int(_kernel.HYPER_LR)]
+            lr64.copy_(lr)
+            row[int(_kernel.HYPER_DECAY_FACTOR)].copy_(torch.rsub(lr64 * weight_decay, 1.0))
 
 
 class _Same:
@@ -997,33 +960,6 @@ def _loaded_mode(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Any:
     if decoupled is None:
         return current["mode"]
     return "adamw" if decoupled else "adam"
-
-
-def _group_ranges(group_of: list[int], n_groups: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` parameter-index range of each group (groups are packed in order)."""
-    ranges = []
-    start = 0
-    for gi in range(n_groups):
-        end = start
-        while end < len(group_of) and group_of[end] == gi:
-            end += 1
-        ranges.append((start, end))
-        start = end
-    return ranges
-
-
-def _alias(flat: torch.Tensor, offset: int, shape: torch.Size) -> torch.Tensor:
-    """A contiguous tensor of ``shape`` over ``flat``'s memory from ``offset`` on, that is not
-    an autograd view of ``flat``: it has a version counter of its own."""
-    strides = []
-    stride = 1
-    for size in reversed(shape):
-        strides.append(stride)
-        stride *= max(size, 1)
-    alias = torch.empty(0, dtype=flat.dtype, device=flat.device)
-    with torch.no_grad():
-        alias.set_(flat.untyped_storage(), flat.storage_offset() + offset, shape, strides[::-1])
-    return alias
 
 
 def _upload(dst: torch.Tensor, values: list[Any], dtype: torch.dtype) -> None:

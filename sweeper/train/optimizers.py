@@ -1,9 +1,8 @@
 """The optimizers a study can name, built for one model.
 
 ``adamw`` is decoupled weight decay, ``adam`` coupled L2 (the AdamW paper's comparison); both
-run on the project's ``FusedAdamW`` (one Triton launch per step on CUDA, ATen's fused math
-over flat buffers on the CPU). ``implementation_name`` records which path ran, for
-provenance.
+run on the project's ``FusedAdamW`` (one Triton launch per step on CUDA, ATen's fused kernel
+on the CPU). ``implementation_name`` records which path ran, for provenance.
 """
 
 from __future__ import annotations
@@ -21,10 +20,7 @@ EPS = 1e-8  # torch's default
 def make_optimizer(
     name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
 ) -> FusedAdamW:
-    """``FusedAdamW`` in mode ``name`` ("adamw" or "adam") over ``params``.
-
-    Build it after the model is on its device: it moves the parameters into flat buffers.
-    """
+    """``FusedAdamW`` in mode ``name`` ("adamw" or "adam") over ``params``."""
     return FusedAdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=weight_decay, mode=name)
 
 

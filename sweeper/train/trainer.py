@@ -155,7 +155,7 @@ class Trainer:
             for m, member_params in zip(self.members, params, strict=True)
         ]
         optimizer = FusedAdamW(groups, betas=BETAS, eps=EPS)
-        self.steps.reset()  # new buffers: a captured step would read the old ones
+        self.steps.reset()  # a new optimizer: a captured step would run the old one
         self.execution = self.execution.with_optimizer(optimizer)
         self.steps.cuda_graph = self.execution.cuda_graphs
         saved = optimizer.state_dict()
@@ -180,7 +180,7 @@ class Trainer:
 
         Call it between epochs, before membership changes are applied (a member removed
         since the last epoch still has its state; one added has none yet). Tensors are
-        copies: a view would make ``torch.save`` write the whole pack's flat buffer.
+        copies, so a saved checkpoint never shares storage with the live optimizer.
         """
         optimizer = self.optimizer
         slot = next((i for i, m in enumerate(self._models) if m is member.model), None)

@@ -134,10 +134,9 @@ def test_gradients_written_in_place_are_stepped_like_torch(
         for params in (ours_params, theirs_params):
             for i, (p, g) in enumerate(zip(params, grads, strict=True)):
                 if i == 2 and step == 2:
-                    # Not written after set_to_none: torch has None, ours a zeroed view that
-                    # does not count; both skip it.
+                    # Not written after set_to_none: None on both, both skip it.
                     continue
-                if p.grad is None:  # torch after set_to_none: the caller makes a tensor
+                if p.grad is None:  # after set_to_none: the caller makes a tensor
                     p.grad = torch.zeros_like(p)
                 write(p.grad, g)
         ours.step()
@@ -146,11 +145,11 @@ def test_gradients_written_in_place_are_stepped_like_torch(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_in_place_write_after_set_to_none_counts_only_where_written(
+def test_after_set_to_none_only_parameters_given_a_gradient_step(
     backend: tuple[str, str],
 ) -> None:
-    """After zero_grad(set_to_none=True) our .grad is a zeroed view (torch: None); writing
-    into one parameter's view steps that parameter only, as assigning would in torch."""
+    """After zero_grad() every .grad is None, as in torch; a gradient assigned to one
+    parameter steps that parameter only."""
     ours, theirs, ours_params, theirs_params = pair(backend, weight_decay=0.1)
     for params in (ours_params, theirs_params):
         for p, g in zip(params, grads_for(params, 0), strict=True):
@@ -159,14 +158,13 @@ def test_in_place_write_after_set_to_none_counts_only_where_written(
     theirs.step()
     ours.zero_grad()
     theirs.zero_grad()
+    assert all(p.grad is None for p in ours_params)
     g = grads_for(ours_params, 1)[1]
-    ours_grad = ours_params[1].grad
-    assert ours_grad is not None
-    ours_grad.copy_(g)
+    ours_params[1].grad = g.clone()
     theirs_params[1].grad = g.clone()
     ours.step()
     theirs.step()
-    assert_match(ours, theirs, ours_params, theirs_params, "after one written gradient")
+    assert_match(ours, theirs, ours_params, theirs_params, "after one assigned gradient")
     assert float(ours.state[ours_params[0]]["step"]) == 1.0
 
 
@@ -532,7 +530,7 @@ FLAGS: list[tuple[str, dict[str, Any], str | None]] = [
     (
         "capturable=True on cpu",
         {"capturable": True},
-        "invalid capturable=True: the step of 'torch-fused-flat' on cpu cannot be captured "
+        "invalid capturable=True: the step of 'torch-fused' on cpu cannot be captured "
         "in a CUDA graph; only impl='triton', compiled on CUDA, can",
     ),
     ("foreach='yes'", {"foreach": "yes"}, "invalid foreach='yes': must be None or a bool"),
@@ -545,7 +543,7 @@ FLAGS: list[tuple[str, dict[str, Any], str | None]] = [
 def test_torch_implementation_flags(flags: dict[str, Any], message: str | None) -> None:
     if message is None:
         opt = FusedAdamW(make_params("cpu"), impl="torch", **flags)
-        assert opt.implementation == "torch-fused-flat"
+        assert opt.implementation == "torch-fused"
         return
     import re
 

@@ -1,8 +1,8 @@
-"""The Triton kernel on its own: layout, launcher, math against the reference, GPU code.
+"""The Triton kernel on its own: tables, launcher, math against the reference, GPU code.
 
-The kernel runs under Triton's interpreter here, on any machine; the last tests compile it
-for sm_80 and sm_90 without a GPU, in every specialisation the launcher uses, and read the
-PTX and the report of Triton's bundled ptxas.
+The kernel runs under Triton's interpreter here, on any machine, over separate tensors named
+by an address table; the last tests compile it for sm_80 and sm_90 without a GPU, in the
+launcher's specialisations, and read the PTX and the report of Triton's bundled ptxas.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 import triton
 from optim_testing import (  # one_intra_op_thread: an autouse fixture
     assert_close_fp32,
+    assert_equal_bits,
     one_intra_op_thread,  # noqa: F401
 )
 from triton import knobs
@@ -31,9 +32,10 @@ from sweeper.optim import kernel
 from sweeper.optim.reference import adam_step
 
 # Sizes: a single element, a short tail, one block minus one, a block plus one (two blocks,
-# the second nearly empty), an empty parameter.
-NUMELS = [1, 7, 1023, 1025, 0]
-GROUP_OF = [0, 0, 1, 1, 0]
+# the second nearly empty), an empty parameter, three whole blocks (the step count is
+# written by the last of three programs).
+NUMELS = [1, 7, 1023, 1025, 0, 3072]
+GROUP_OF = [0, 0, 1, 1, 0, 0]
 GROUPS: list[dict[str, Any]] = [
     # Decoupled decay with AMSGrad.
     {
@@ -60,31 +62,20 @@ GROUPS: list[dict[str, Any]] = [
 ]
 
 
-def test_layout_aligns_every_parameter_and_covers_its_padded_end() -> None:
-    offsets, total = kernel.layout(NUMELS, kernel.ALIGN)
-    assert offsets == [0, 32, 64, 1088, 2144]
-    assert total == 2144
-    assert all(o % kernel.ALIGN == 0 for o in offsets)
-    assert kernel.layout([3, 5], 1) == ([0, 3], 8)
-
-
-def test_block_table_gives_every_parameter_its_own_blocks() -> None:
-    offsets, _ = kernel.layout(NUMELS, kernel.ALIGN)
-    table, ranges = kernel.block_table(offsets, NUMELS, GROUP_OF, torch.device("cpu"))
-    assert table.dtype == torch.int64
-    assert table.shape == (6, kernel.BLOCK_COLUMNS)
-    assert ranges == [(0, 1), (1, 2), (2, 3), (3, 5), (5, 6)]
-    for param, (first, last) in enumerate(ranges):
-        for start, stop, padded_stop, group, owner in table[first:last].tolist():
-            assert owner == param
-            assert group == GROUP_OF[param]
-            assert stop == offsets[param] + NUMELS[param]
-            assert padded_stop % kernel.ALIGN == 0 and stop <= padded_stop < stop + kernel.ALIGN
-            assert offsets[param] <= start <= max(stop - 1, offsets[param])
-    # The empty parameter's block is empty but exists: it carries the step count.
-    assert table[5].tolist() == [2144, 2144, 2144, 0, 4]
-    with pytest.raises(ValueError, match="offset 3 of parameter 1 is not a multiple of 32"):
-        kernel.block_table([0, 3], [3, 3], [0, 0], torch.device("cpu"))
+def test_block_rows_give_every_tensor_its_own_blocks() -> None:
+    rows = kernel.block_rows(NUMELS)
+    table = torch.tensor(rows).view(-1, int(kernel.BLOCK_COLUMNS)).tolist()
+    assert table == [
+        [0, 0],
+        [1, 0],
+        [2, 0],
+        [3, 0],
+        [3, 1024],
+        [4, 0],
+        [5, 0],
+        [5, 1024],
+        [5, 2048],
+    ]
 
 
 def test_interpreter_and_compiled_kernels_coexist_in_one_process() -> None:
@@ -95,69 +86,129 @@ def test_interpreter_and_compiled_kernels_coexist_in_one_process() -> None:
     assert kernel.adamw_kernel(interpret=True) is interpreted
 
 
-def test_interpreted_kernel_matches_reference_with_groups_padding_and_skips() -> None:
-    offsets, total = kernel.layout(NUMELS, kernel.ALIGN)
-    blocks, ranges = kernel.block_table(offsets, NUMELS, GROUP_OF, torch.device("cpu"))
+def _tables(
+    tensors: list[dict[str, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """blocks, tensors and counters for ``tensors`` (dicts of p, g, m, v, vmax, step)."""
+    rows: list[int] = []
+    for i, t in enumerate(tensors):
+        amsgrad = GROUPS[GROUP_OF[i]]["amsgrad"]
+        rows += kernel.tensor_row(
+            t["p"].data_ptr(),
+            t["g"].data_ptr(),
+            t["m"].data_ptr(),
+            t["v"].data_ptr(),
+            t["vmax"].data_ptr() if amsgrad else 0,
+            t["step"].data_ptr(),
+            t["p"].numel(),
+            GROUP_OF[i],
+        )
+    blocks = torch.tensor(kernel.block_rows([t["p"].numel() for t in tensors]))
+    return (
+        blocks.view(-1, int(kernel.BLOCK_COLUMNS)),
+        torch.tensor(rows).view(-1, int(kernel.TENSOR_COLUMNS)),
+        torch.zeros(len(tensors), dtype=torch.int32),
+    )
+
+
+def test_interpreted_kernel_matches_reference_through_its_address_table() -> None:
+    """Separate tensors (no shared buffer), two groups, a parameter left out of some steps:
+    the kernel steps exactly the tensors its table names, each step count once."""
     gen = torch.Generator().manual_seed(0)
-    flat = {name: torch.zeros(total) for name in ("p", "g", "m", "v", "vmax")}
-    # Padding holds a marker value: the kernel must read it and write it back unchanged.
-    pad_mask = torch.ones(total, dtype=torch.bool)
-    for o, n in zip(offsets, NUMELS, strict=True):
-        pad_mask[o : o + n] = False
-    for name in flat:
-        flat[name][pad_mask] = 7.0
+    ours = []
     ref = []
-    for o, n in zip(offsets, NUMELS, strict=True):
+    for n in NUMELS:
         p = torch.randn(n, generator=gen)
-        flat["p"][o : o + n] = p
-        ref.append(
+        ours.append(
             {
                 "p": p.clone(),
+                "g": torch.zeros(n),
                 "m": torch.zeros(n),
                 "v": torch.zeros(n),
                 "vmax": torch.zeros(n),
                 "step": torch.tensor(0.0),
             }
         )
-    steps = torch.zeros(blocks.shape[0])
+        ref.append({k: v.clone() for k, v in ours[-1].items()})
     hyper = torch.tensor([kernel.hyper_row(**g) for g in GROUPS], dtype=torch.float64)
     run = kernel.adamw_kernel(interpret=True)
-    for step in range(20):
-        # Parameter 2 gets no gradient on every third step: nothing of it may change.
-        active = [not (i == 2 and step % 3 == 1) for i in range(len(NUMELS))]
-        grads = [torch.randn(n, generator=gen) for n in NUMELS]
-        for o, n, g in zip(offsets, NUMELS, grads, strict=True):
-            flat["g"][o : o + n] = g
-        grad_before = flat["g"].clone()
+    for step in range(12):
+        # Parameter 2 gets no gradient on every third step: it is left out of the table.
+        active = [i for i in range(len(NUMELS)) if not (i == 2 and step % 3 == 1)]
+        for t in ours:
+            t["g"].copy_(torch.randn(t["g"].shape, generator=gen))
+        blocks, tensors, counters = _tables([ours[i] for i in active])
+        # The table's group column indexes GROUP_OF by position: rebuild it for the subset.
+        tensors[:, int(kernel.T_GROUP)] = torch.tensor([GROUP_OF[i] for i in active])
+        grads_before = [t["g"].clone() for t in ours]
         kernel.launch(
             run,
-            param=flat["p"],
-            grad=flat["g"],
-            exp_avg=flat["m"],
-            exp_avg_sq=flat["v"],
-            max_exp_avg_sq=flat["vmax"],
             blocks=blocks,
-            steps=steps,
-            active=torch.tensor(active, dtype=torch.int8),
+            tensors=tensors,
+            counters=counters,
             hyper=hyper,
+            dtype=torch.float32,
+            has_amsgrad=True,
+            aligned=False,
         )
-        assert torch.equal(flat["g"], grad_before), "the kernel wrote to the gradient"
-        for name in flat:
-            assert torch.all(flat[name][pad_mask] == 7.0), f"step {step}: padding of {name}"
-        for i, (o, n) in enumerate(zip(offsets, NUMELS, strict=True)):
+        assert torch.all(counters == 0), "the step counters were not put back to zero"
+        for i, t in enumerate(ours):
+            assert torch.equal(t["g"], grads_before[i]), "the kernel wrote to a gradient"
             r = ref[i]
             group = GROUPS[GROUP_OF[i]]
-            if active[i]:
-                adam_step(r["p"], grads[i], r["m"], r["v"], r["vmax"], r["step"], **group)
+            if i in active:
+                adam_step(r["p"], t["g"], r["m"], r["v"], r["vmax"], r["step"], **group)
             label = f"step {step}, param {i}"
             for key in ("p", "m", "v"):
-                assert_close_fp32(flat[key][o : o + n], r[key], f"{label}, {key}")
+                assert_close_fp32(t[key], r[key], f"{label}, {key}")
             if group["amsgrad"]:
-                assert_close_fp32(flat["vmax"][o : o + n], r["vmax"], f"{label}, vmax")
+                assert_close_fp32(t["vmax"], r["vmax"], f"{label}, vmax")
             else:
-                assert torch.all(flat["vmax"][o : o + n] == 0), f"{label}: vmax written"
-            first, last = ranges[i]
-            assert torch.all(steps[first:last] == float(r["step"])), f"{label}: step count"
+                assert torch.all(t["vmax"] == 0), f"{label}: vmax written"
+            assert float(t["step"]) == float(r["step"]), f"{label}: step count"
+
+
+def test_interpreted_kernel_unscales_and_skips_like_torchs_fused_adamw() -> None:
+    """grad_scale divides (and writes back) the gradient; found_inf != 0 changes nothing."""
+    gen = torch.Generator().manual_seed(1)
+    n = 1500
+    t = {
+        "p": torch.randn(n, generator=gen),
+        "g": torch.randn(n, generator=gen) * 1024,
+        "m": torch.zeros(n),
+        "v": torch.zeros(n),
+        "vmax": torch.zeros(n),
+        "step": torch.tensor(0.0),
+    }
+    hyper = torch.tensor([kernel.hyper_row(**GROUPS[0])], dtype=torch.float64)
+    blocks, tensors, counters = _tables([t])
+    tensors[:, int(kernel.T_GROUP)] = 0
+    run = kernel.adamw_kernel(interpret=True)
+    before = {k: v.clone() for k, v in t.items()}
+    scale = torch.tensor([1024.0])
+    for inf, expect_change in ((1.0, False), (0.0, True)):
+        kernel.launch(
+            run,
+            blocks=blocks,
+            tensors=tensors,
+            counters=counters,
+            hyper=hyper,
+            dtype=torch.float32,
+            has_amsgrad=True,
+            aligned=False,
+            grad_scale=scale,
+            found_inf=torch.tensor([inf]),
+        )
+        if not expect_change:
+            for key, value in t.items():
+                assert_equal_bits(value, before[key], f"found_inf: {key}")
+    ref = {k: v.clone() for k, v in before.items()}
+    unscaled = ref["g"] / 1024
+    adam_step(ref["p"], unscaled, ref["m"], ref["v"], ref["vmax"], ref["step"], **GROUPS[0])
+    assert_equal_bits(t["g"], unscaled, "gradient written back unscaled")
+    for key in ("p", "m", "v", "vmax"):
+        assert_close_fp32(t[key], ref[key], f"after the finite step, {key}")
+    assert float(t["step"]) == 1.0
 
 
 # sm_80 (A100) and sm_90 (H100/H200): the GPUs the sweep runs on.
@@ -167,18 +218,18 @@ GPU_ARCHS = [80, 90]
 def _compile(arch: int, variant: dict[str, Any]) -> str:
     """PTX of the kernel for ``sm_<arch>`` in one of the launcher's specialisations."""
     signature = {
-        "param_ptr": "*fp32",
-        "grad_ptr": "*fp32",
-        "exp_avg_ptr": "*fp32",
-        "exp_avg_sq_ptr": "*fp32",
-        "max_exp_avg_sq_ptr": "*fp32",
         "blocks_ptr": "*i64",
-        "steps_ptr": "*fp32",
-        "active_ptr": "*i8",
+        "tensors_ptr": "*i64",
+        "counters_ptr": "*i32",
         "hyper_ptr": "*fp64",
+        "grad_scale_ptr": "*fp32",
+        "found_inf_ptr": "*fp32",
+        "DTYPE": "constexpr",
         "HAS_AMSGRAD": "constexpr",
+        "HAS_GRAD_SCALE": "constexpr",
+        "HAS_FOUND_INF": "constexpr",
+        "ALIGNED": "constexpr",
         "BLOCK": "constexpr",
-        "ALIGN": "constexpr",
     }
     constexprs = {k: v for k, v in variant.items() if k != "num_warps"}
     source = ASTSource(
@@ -186,7 +237,7 @@ def _compile(arch: int, variant: dict[str, Any]) -> str:
         signature=signature,
         constexprs=constexprs,
         # torch's allocations are 16-byte aligned, which Triton specialises on at launch.
-        attrs={(i,): [["tt.divisibility", 16]] for i in range(9)},
+        attrs={(i,): [["tt.divisibility", 16]] for i in range(6)},
     )
     compiled = triton.compile(
         source, target=GPUTarget("cuda", arch, 32), options={"num_warps": variant["num_warps"]}
@@ -210,10 +261,34 @@ def _ptxas_report(ptx: str, arch: int, tmp_path: Path) -> str:
     return result.stdout + result.stderr
 
 
+def _name(variant: dict[str, Any]) -> str:
+    flags = [str(variant["DTYPE"])]
+    flags += [f for f in ("HAS_AMSGRAD", "HAS_GRAD_SCALE", "ALIGNED") if variant[f]]
+    return "-".join(flags).lower()
+
+
+def _compiled_variants() -> list[dict[str, Any]]:
+    """The launcher's specialisations that the test compiles: float32 with and without
+    AMSGrad, bfloat16 and float16 with GradScaler's tensors, all aligned, and one unaligned
+    (the fallback). The others combine the same flags and code paths."""
+    wanted = {
+        ("fp32", False, False, True),
+        ("fp32", True, False, True),
+        ("bf16", True, True, True),
+        ("fp16", False, True, True),
+        ("fp32", True, True, False),
+    }
+    return [
+        v
+        for v in kernel.launch_variants()
+        if (str(v["DTYPE"]), v["HAS_AMSGRAD"], v["HAS_GRAD_SCALE"], v["ALIGNED"]) in wanted
+    ]
+
+
 VARIANTS = [
-    pytest.param(arch, variant, id=f"sm{arch}-{'amsgrad' if variant['HAS_AMSGRAD'] else 'adamw'}")
+    pytest.param(arch, variant, id=f"sm{arch}-{_name(variant)}")
     for arch in GPU_ARCHS
-    for variant in kernel.launch_variants()
+    for variant in _compiled_variants()
 ]
 
 
@@ -226,13 +301,20 @@ def test_kernel_compiles_offline_with_vector_memory_ops_ieee_math_and_no_spills(
     has_amsgrad = variant["HAS_AMSGRAD"]
     ops = Counter(re.findall(r"\b((?:ld|st)\.global[\w.]*|sqrt\.\w+|div\.\w+)\.f\d\d", ptx))
     buffers_read = 5 if has_amsgrad else 4  # p, g, m, v (+ vmax)
-    buffers_written = 4 if has_amsgrad else 3
-    vectors_per_thread = variant["BLOCK"] // (variant["num_warps"] * 32) // 4
-    # Every element of every buffer moves in 16-byte vectors: no scalar fallback.
+    # p, m, v (+ vmax) (+ the unscaled gradient)
+    buffers_written = 3 + has_amsgrad + variant["HAS_GRAD_SCALE"]
+    element_bytes = variant["DTYPE"].primitive_bitwidth // 8
+    elements_per_thread = variant["BLOCK"] // (variant["num_warps"] * 32)
+    vectors_per_thread = elements_per_thread * element_bytes // 16
+    # A whole block moves every element of every tensor in 16-byte vectors (the partial last
+    # block of a tensor is masked element by element: no vectors there).
     v4_loads = len(re.findall(r"ld\.global(?:\.\w+)*\.v4\.b32", ptx))
     v4_stores = len(re.findall(r"st\.global(?:\.\w+)*\.v4\.b32", ptx))
-    assert v4_loads == buffers_read * vectors_per_thread, ptx[:2000]
-    assert v4_stores == buffers_written * vectors_per_thread, ptx[:2000]
+    if variant["ALIGNED"]:
+        assert v4_loads == buffers_read * vectors_per_thread, ptx[:2000]
+        assert v4_stores == buffers_written * vectors_per_thread, ptx[:2000]
+    else:  # addresses not known to be 16-byte aligned: no vector may be assumed
+        assert v4_loads == v4_stores == 0, ptx[:2000]
     # IEEE-rounded sqrt and division, not Triton's approximate defaults.
     assert "sqrt.approx" not in ptx and "div.full" not in ptx and "div.approx" not in ptx
     assert "rsqrt" not in ptx and "rcp.approx" not in ptx

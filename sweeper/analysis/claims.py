@@ -229,18 +229,19 @@ def _settle(
     name = SHORT[subject]
     options = []
     if absent_runs is not None and math.isfinite(absent_runs):
-        options.append((absent_runs, f"to bound {name}'s effect inside the margin"))
+        need = max(math.ceil(absent_runs), n_runs + 1)
+        options.append(f"about {need} runs in all to bound {name}'s effect inside the margin")
     if present_runs is not None and math.isfinite(present_runs):
-        options.append((present_runs, f"to show that {name} matters"))
+        need = max(math.ceil(present_runs), n_runs + 1)
+        options.append(f"about {need} to show that {name} matters")
     if not options:
         return f"only many more runs over the whole {name} range, or another --margin, can tell"
-    need, goal = min(options)
     where = (
         "more seeds of each optimizer's configurations (`sweeper confirm`)"
         if subject == "optimizer"
-        else f"spread over the {name} range with its ends included"
+        else f"runs spread over the {name} range with its ends included"
     )
-    return f"about {max(math.ceil(need), n_runs + 1)} runs in all (now {n_runs}), {where}, {goal}"
+    return f"if its effect is as estimated, {' or '.join(options)} (now {n_runs}); {where}"
 
 
 def claims(

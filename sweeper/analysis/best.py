@@ -93,7 +93,7 @@ def best_info(
     said = (
         claims(model, box, margin=margin, n_pruned=n_pruned)
         if box is not None and model.configs
-        else Claims((), margin, "")
+        else Claims((), margin, "", n_pruned=n_pruned)
     )
     if not model.configs:
         return BestInfo(model, None, (), None, None, said, (), "no completed trial yet", decay)

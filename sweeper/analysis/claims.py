@@ -92,6 +92,7 @@ class Claims(NamedTuple):
     note: str  # what was left out, and why
     accuracy: bool = True  # values are accuracies: sizes read in points
     box: tuple[tuple[float, float], tuple[float, float]] | None = None  # the space spoken of
+    n_pruned: int = 0  # pruned trials, left out of every claim (and of the within-noise set)
 
     def get(self, subject: str, optimizer: str | None = None) -> Claim | None:
         """The claim about ``subject`` (for ``optimizer``, default: the first one)."""
@@ -283,7 +284,7 @@ def claims(
             for o in by_opt
             for s in PARAMS
         )
-        return Claims(unknown, margin, note, accuracy, box)
+        return Claims(unknown, margin, note, accuracy, box, n_pruned)
     prepared: dict[str, SurfaceFit] = {}
     reasons: dict[str, str] = {}
     for name, configs in by_opt.items():
@@ -336,7 +337,7 @@ def claims(
         )
     for ref, against, k in pairs:
         out.append(_optimizer_interaction(ref, against, k, sd, model.df, level, margin))
-    return Claims(tuple(out), margin, note, accuracy, box)
+    return Claims(tuple(out), margin, note, accuracy, box, n_pruned)
 
 
 def _optimizer_interaction(

@@ -233,6 +233,7 @@ def best_rows(row: dict[str, Any], info: BestInfo) -> dict[str, Any]:
     out["claims"] = [_claim_row(c) for c in info.claims.claims]
     out["claims_margin"] = info.claims.margin
     out["claims_note"] = info.claims.note or None
+    out["pruned_left_out"] = info.claims.n_pruned
     out["noise"] = {
         "sd_per_run": m.sd_run,
         "df": m.df,
@@ -297,7 +298,15 @@ def best_table(out: dict[str, Any]) -> str:
             for k, v in (("lr", r["lr"]), ("wd", r["weight_decay"]))
             if v
         )
-        lines.append(f"within noise of the best: {len(within)} configurations ({span})")
+        pruned = out["pruned_left_out"]
+        lines.append(
+            f"within noise of the best: {len(within)} configurations ({span})"
+            + (
+                f"; {pruned} pruned trials not counted (their final value is unknown)"
+                if pruned
+                else ""
+            )
+        )
         for c in within[:12]:
             ci = c["ci95"]
             lines.append(

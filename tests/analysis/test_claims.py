@@ -110,3 +110,17 @@ def test_effect_range_is_the_largest_change_along_the_axis() -> None:
     assert effect_range(surface.ravel()[None, :], "lr")[0] == pytest.approx(0.02)
     assert effect_range(surface.ravel()[None, :], "weight_decay")[0] == pytest.approx(0.02)
     assert math.isclose(effect_range((0 * uu).ravel()[None, :], "lr")[0], 0.0)
+
+
+def test_best_says_pruned_trials_were_not_counted_in_its_table_and_json() -> None:
+    from sweeper.dashboard.view_commands import best_rows, best_table
+
+    model = study(lambda o, u, v: 0.6 - 0.04 * (u - 0.5) ** 2, 20, 0.01, 6)
+    info = best_info(model, box=BOX, n_pruned=7)
+    run = {"number": 3, "value": 0.61, "params": {"lr": 3e-4, "weight_decay": 1e-3},
+           "provenance": {}}  # fmt: skip
+    out = best_rows(run, info)
+    assert out["pruned_left_out"] == 7 and out["claims_note"].startswith("7 pruned trials")
+    text = best_table(out)
+    assert "7 pruned trials not counted (their final value is unknown)" in text
+    assert "note: 7 pruned trials left out" in text

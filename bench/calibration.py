@@ -177,13 +177,32 @@ def _families() -> list[Family]:
     fams.append(
         Family("many trials flat sd0.5", lambda o, u, v: base + 0 * u, trials=160, noise=0.005)
     )
+    # Small studies whose runs are noisier than the prior says.
+    for n in (7, 9):
+        fams.append(
+            Family(
+                f"small flat sd2 ({n} trials)", lambda o, u, v: base + 0 * u, trials=n, noise=0.02
+            )
+        )
+    fams.append(
+        Family(
+            "small lr 6pt sd2 (16 trials)",
+            lambda o, u, v: base + 0.06 * peak(u) + 0 * v,
+            trials=16,
+            noise=0.02,
+            effect=0.06,
+        )
+    )
     # Studies large enough to bound an effect inside the 1-point margin: 120 configurations x
     # 4 seeds at 0.3 points of noise. Absence is right for wd of 0 and 0.6 points, false for
     # 1.5 points (linear, or a cliff a quadratic fits badly).
     big = {"trials": 120, "seeds": 4, "noise": 0.003}
-    for label, wd_effect in (("wd 0pt", lambda v: 0 * v), ("wd 0.6pt", lambda v: -0.006 * v),
-                             ("wd 1.5pt", lambda v: -0.015 * v),
-                             ("wd cliff 1.5pt", lambda v: 0.015 * cliff(1 - v))):  # fmt: skip
+    for label, wd_effect in (
+        ("wd 0pt", lambda v: 0 * v),
+        ("wd 0.6pt", lambda v: -0.006 * v),
+        ("wd 1.5pt", lambda v: -0.015 * v),
+        ("wd cliff 1.5pt", lambda v: 0.015 * cliff(1 - v)),
+    ):
         fams.append(
             Family(
                 f"big {label} (120x4 seeds)",

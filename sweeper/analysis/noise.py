@@ -20,7 +20,7 @@ Promises:
      smooth quadratic surface in (log lr, log wd), per optimizer (``polyfit``), pooled with
      the replicates' scatter. Where runs are noisier than the prior says (a noisier task, a
      smaller data set) the intervals widen with them; lack of fit can only widen them, never
-     narrow them. Used when it has at least ``MIN_FIT_DF`` degrees of freedom.
+     narrow them. ``fit_df`` says how many degrees of freedom the runs had to check the prior.
   The floor and the prior apply when values are accuracies in [0, 1]; for other metrics the
   pooled replicate sd is used and, with no replicates, the spread of the values cannot be
   told from noise, so the sd is reported as unknown (None) and every interval is None.
@@ -48,7 +48,10 @@ PRIOR_SD = 0.01
 # a measurement on this CNN, worth about ten seed pairs.
 PRIOR_DF = 10
 # Residual degrees of freedom a smooth fit needs before its scatter counts as evidence of noise.
-MIN_FIT_DF = 5
+# One is enough: the scatter only ever raises the sd (with its own few df, so wide t
+# quantiles); waiting for 5 left 9-run studies at 2 points of noise on the 1-point prior, and
+# their best's interval held its truth in 73% of them (bench/calibration.py).
+MIN_FIT_DF = 1
 # Test-set size assumed when the study does not record one: CIFAR-10's official test split.
 DEFAULT_N_VAL = 10_000
 # Two-sided 95% quantiles of Student's t (df 1-30, then 40, 60, 120): scipy.stats costs a
@@ -192,6 +195,9 @@ class NoiseModel(NamedTuple):
     pooled_df: int
     n_val: int | None  # test-set size behind the floor (None: not an accuracy)
     n_val_assumed: bool  # n_val was not recorded: DEFAULT_N_VAL
+    # Residual degrees of freedom of the per-optimizer smooth fits: with pooled_df, how much
+    # the runs themselves can check the prior.
+    fit_df: int = 0
 
 
 def _key(o: Observation) -> tuple[str, str, str]:
@@ -343,6 +349,7 @@ def noise_model(
         pooled_df=pooled_df,
         n_val=n_val,
         n_val_assumed=assumed,
+        fit_df=fit_df,
     )
 
 

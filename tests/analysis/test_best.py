@@ -70,10 +70,14 @@ def test_uniform_values_tie_without_error() -> None:
     assert est is not None and est.low < 0.5 < est.high and "close race" in est.basis
 
 
-def test_random_study_of_ten_runs_is_inconclusive() -> None:
-    """Ten runs cannot pin a quadratic's six terms against a 1-point prior noise: no claim."""
+def test_random_study_of_ten_runs_claims_nothing_and_says_why() -> None:
+    """Ten runs leave 4 residual degrees of freedom around the quadratic: too few to check
+    the 1-point prior noise the claims would rest on, so nothing is claimed."""
     info = best_of(random_study)
-    assert set(kinds(info).values()) == {INCONCLUSIVE}
+    assert set(kinds(info).values()) == {UNTESTABLE}
+    lr = info.claims.get("lr")
+    assert lr is not None and "leave 4 degrees of freedom to check the noise" in lr.sentence
+    assert "about 11 runs, or seed replicates" in lr.sentence
     assert len(info.within) == 8
 
 

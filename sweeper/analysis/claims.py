@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 
 from sweeper.analysis import polyfit
 from sweeper.analysis.effects import Decomposition
-from sweeper.analysis.noise import Config, NoiseModel, f_sf, floor_sd, t_quantile
+from sweeper.analysis.noise import Config, NoiseModel, f_sf, sd_at, t_quantile
 
 # Family-wise error rate of each kind of claim within one study.
 ALPHA = 0.05
@@ -129,12 +129,38 @@ def _search_mean(c: Config) -> float:
     return sum(runs) / len(runs)
 
 
+def _untestable(
+    subject: str,
+    optimizer: str,
+    why: str,
+    margin: float,
+    level: float = ALPHA,
+    span: tuple[float, float] | None = None,
+) -> Claim:
+    """A claim that cannot be tested, with why in its sentence."""
+    return Claim(
+        subject,
+        optimizer,
+        UNTESTABLE,
+        None,
+        None,
+        None,
+        None,
+        None,
+        level,
+        margin,
+        span,
+        f"{SHORT[subject]} ({optimizer}): {why}",
+        "",
+    )
+
+
 def run_sd(model: NoiseModel) -> float:
-    """The per-run sd the claims use: the noise model's, never below the test-set floor at the
-    study's mean value (requires a known sd)."""
-    assert model.sd_run is not None
-    mean = float(np.mean([c.mean for c in model.configs])) if model.configs else 0.5
-    return max(model.sd_run, floor_sd(mean, model.n_val) if model.n_val else 0.0)
+    """The per-run sd the claims use: ``noise.sd_at`` the study's mean value (requires a
+    known sd)."""
+    sd = sd_at(model, float(np.mean([c.mean for c in model.configs])) if model.configs else None)
+    assert sd is not None
+    return sd
 
 
 def surface_fit(
@@ -275,46 +301,11 @@ def claims(
             f"the noise the claims rest on (need {MIN_CHECK_DF}: about "
             f"{len(model.configs) + MIN_CHECK_DF - checked} runs, or seed replicates)"
         )
-        few = tuple(
-            Claim(
-                s,
-                o,
-                UNTESTABLE,
-                None,
-                None,
-                None,
-                None,
-                None,
-                ALPHA,
-                margin,
-                None,
-                f"{SHORT[s]} ({o}): {why}",
-                "",
-            )
-            for o in by_opt
-            for s in PARAMS
-        )
+        few = tuple(_untestable(s, o, why, margin) for o in by_opt for s in PARAMS)
         return Claims(few, margin, note, accuracy, box, n_pruned)
     if model.sd_run is None:
-        unknown = tuple(
-            Claim(
-                s,
-                o,
-                UNTESTABLE,
-                None,
-                None,
-                None,
-                None,
-                None,
-                ALPHA,
-                margin,
-                None,
-                f"{SHORT[s]}: noise unknown: run seed replicates before claiming anything",
-                "",
-            )
-            for o in by_opt
-            for s in PARAMS
-        )
+        why = "noise unknown: run seed replicates before claiming anything"
+        unknown = tuple(_untestable(s, o, why, margin) for o in by_opt for s in PARAMS)
         return Claims(unknown, margin, note, accuracy, box, n_pruned)
     prepared: dict[str, SurfaceFit] = {}
     reasons: dict[str, str] = {}
@@ -340,24 +331,7 @@ def claims(
     out: list[Claim] = []
     for name in by_opt:
         if name not in prepared:
-            for s in PARAMS:
-                out.append(
-                    Claim(
-                        s,
-                        name,
-                        UNTESTABLE,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        level,
-                        margin,
-                        None,
-                        f"{SHORT[s]} ({name}): {reasons[name]}",
-                        "",
-                    )
-                )
+            out += [_untestable(s, name, reasons[name], margin, level) for s in PARAMS]
             continue
         out += _param_claims(prepared[name], sd, model.df, level, margin, box, accuracy, rng)
     for name in names[1:]:
@@ -422,23 +396,7 @@ def _param_claims(
                 if p.distinct[subject] < 2
                 else f"{p.fit.n_configs} configurations: too few to fit its effect"
             )
-            out.append(
-                Claim(
-                    subject,
-                    p.optimizer,
-                    UNTESTABLE,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    level,
-                    margin,
-                    span,
-                    f"{name} ({p.optimizer}): {why}",
-                    "",
-                )
-            )
+            out.append(_untestable(subject, p.optimizer, why, margin, level, span))
             continue
         pval = f_sf(_f_stat(p.fit, index, sd), len(index), df)
         effects = effect_range(draws.T, subject)

@@ -48,7 +48,7 @@ from threadpoolctl import threadpool_limits
 
 from sweeper.analysis.claims import mark_shares
 from sweeper.analysis.effects import Decomposition, decompose, decompose_optimizers
-from sweeper.analysis.noise import floor_sd
+from sweeper.analysis.noise import sd_at
 from sweeper.analysis.study_model import best_of, noise_of
 from sweeper.snapshot import StudySnapshot, curve_of, final_value, optimizer_of, trial_points
 
@@ -358,7 +358,6 @@ def _per_optimizer(
     lr_b = _bounds(snap, LR, [p.lr for p in points])
     wd_b = _bounds(snap, WD, [p.weight_decay for p in points])
     model = noise_of(snap)
-    n_val = model.n_val
     by_number = {t.number: t for t in snap.trials}
     # Every point's place in the unit box, its final value and its value at each epoch, as
     # arrays built in one pass: each (optimizer, epoch) below is then a mask, not a loop over
@@ -378,11 +377,7 @@ def _per_optimizer(
                 at[i, k] = got
 
     def noise(values: NDArray[np.float64]) -> float | None:
-        if model.sd_run is None:
-            return None
-        if n_val is None or not len(values):
-            return model.sd_run
-        return max(model.sd_run, floor_sd(float(np.mean(values)), n_val))
+        return sd_at(model, float(np.mean(values)) if len(values) else None)
 
     def runs(
         name: str, k: int | None

@@ -353,6 +353,17 @@ def noise_model(
     )
 
 
+def sd_at(model: NoiseModel, mean: float | None) -> float | None:
+    """The per-run sd of a run scoring about ``mean``: the model's, never below the test-set
+    floor there (no floor when ``mean`` is None or the values are not accuracies); None when
+    the noise is unknown."""
+    if model.sd_run is None:
+        return None
+    if model.n_val is None or mean is None:
+        return model.sd_run
+    return max(model.sd_run, floor_sd(mean, model.n_val))
+
+
 def difference_halfwidth(model: NoiseModel, a: Config, b: Config) -> float | None:
     """Half-width of the 95% interval of ``a.mean - b.mean`` (None when noise is unknown)."""
     if a.se is None or b.se is None:

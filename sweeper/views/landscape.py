@@ -99,15 +99,6 @@ def _from_unit(u: NDArray[np.float64], bounds: tuple[float, float]) -> NDArray[n
     return np.asarray(10.0 ** (lo + u * (hi - lo)), dtype=np.float64)
 
 
-def _run_sd(model: noise.NoiseModel, y: NDArray[np.float64]) -> float:
-    """The noise model's per-run sd at accuracy ``mean(y)`` (0 when unknown)."""
-    if model.sd_run is None:
-        return 0.0
-    if model.n_val is None:
-        return model.sd_run
-    return max(model.sd_run, noise.floor_sd(float(np.mean(y)), model.n_val))
-
-
 def _within_peak(
     mean: NDArray[np.float64], std: NDArray[np.float64], maximize: bool
 ) -> NDArray[np.bool_]:
@@ -151,7 +142,7 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
                 [_unit([p.lr for p in done], lr_b), _unit([p.weight_decay for p in done], wd_b)]
             )
             y = np.array([p.value for p in done], dtype=np.float64)
-            fit = gp.fit_surface(x, y, min_noise_sd=_run_sd(model, y))
+            fit = gp.fit_surface(x, y, min_noise_sd=noise.sd_at(model, float(np.mean(y))) or 0.0)
             surface = Surface(
                 lr=_from_unit(fit.u, lr_b),
                 weight_decay=_from_unit(fit.v, wd_b),
@@ -172,7 +163,11 @@ def landscape_info(snap: StudySnapshot) -> LandscapeInfo:
         panels=tuple(panels),
         lr_bounds=lr_b,
         wd_bounds=wd_b,
-        value_range=_colour_range(values, _run_sd(model, np.array(values))) if values else None,
+        value_range=(
+            _colour_range(values, noise.sd_at(model, float(np.mean(values))) or 0.0)
+            if values
+            else None
+        ),
     )
 
 

@@ -151,12 +151,19 @@ def optimism(info: BestInfo) -> str:
         return ""
     lift = best.mean - est.estimate if info.model.maximize else est.estimate - best.mean
     runs = "a single run" if best.n == 1 else f"the mean of {best.n} runs"
-    accuracy = info.model.n_val is not None
-    size = f"{100 * lift:.1f} points" if accuracy else f"{lift:.3g}"
-    text = (
-        f"the best configuration's raw value ({runs}, {best.mean:.4f}) is the top of "
-        f"{est.k} noisy configurations: optimistic by about {size}"
-    )
+    if lift > 0.0:
+        size = points(lift, info.claims.accuracy)
+        text = (
+            f"the best configuration's raw value ({runs}, {best.mean:.4f}) is the top of "
+            f"{est.k} noisy configurations: optimistic by about {size}"
+        )
+    elif best.n == 1:
+        text = (
+            f"the best configuration is a single run in a close race among {est.k}: its "
+            "interval holds whichever of them won"
+        )
+    else:
+        return ""
     if best.n == 1:
         text += "; new seeds of the top configurations (`sweeper confirm`) measure it"
     return text

@@ -53,12 +53,15 @@ def pgbouncer(server_url: str, server_connections: int = 8) -> Iterator[str]:
     config = folder / "pgbouncer.ini"
     config.write_text(
         "[databases]\n"
-        f"* = host={server.host} port={server.port} user={server.username}\n"
+        f"* = host={server.host} port={server.port} user={server.username}"
+        + (f" password={server.password}" if server.password else "")
+        + "\n"
         "[pgbouncer]\n"
         "listen_addr = 127.0.0.1\n"
         f"listen_port = {port}\n"
         "unix_socket_dir =\n"
-        # The test's server trusts local connections; the pooler needs no passwords either.
+        # The pooler logs in to the server with the password above; its own clients (the
+        # test's, on 127.0.0.1) give none.
         "auth_type = any\n"
         "pool_mode = transaction\n"
         f"default_pool_size = {server_connections}\n"
@@ -68,6 +71,7 @@ def pgbouncer(server_url: str, server_connections: int = 8) -> Iterator[str]:
         f"logfile = {folder / 'pgbouncer.log'}\n"
         f"pidfile = {folder / 'pgbouncer.pid'}\n"
     )
+    config.chmod(0o600)  # it holds the server's password
     user: dict[str, object] = {}
     if os.geteuid() == 0:
         entry = pwd.getpwnam(SYSTEM_USER)  # made by the embedded server under root

@@ -51,7 +51,9 @@ def database(small_server: str) -> Iterator[str]:
 
 def _connect(url: str) -> psycopg2.extensions.connection:
     u = make_url(url)
-    return psycopg2.connect(host=u.host, port=u.port, user=u.username, dbname=u.database)
+    return psycopg2.connect(
+        host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database
+    )
 
 
 @contextlib.contextmanager

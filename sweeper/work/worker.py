@@ -63,7 +63,7 @@ from sweeper.train.trainer import EpochResult, Trainer
 from sweeper.work import attrs, confirm, requeue
 from sweeper.work.checkpoints import Checkpoint, CheckpointStore
 from sweeper.work.progress import LOADING_DATA, Progress
-from sweeper.work.provenance import provenance, worker_id
+from sweeper.work.provenance import cluster_task, provenance, worker_id
 from sweeper.work.slot import Slot
 
 # Errors that mean "the database is unreachable", not "the trial is broken". Optuna turns some
@@ -394,8 +394,8 @@ class Worker:
             model, optimizer_name=optimizer_name, lr=lr, weight_decay=wd, resume=resume
         )
         recorded = {
-            # Who runs it, from its start (provenance repeats it after the first epoch): a
-            # re-queued copy inherits its original's, and `sweeper status` shows this one.
+            # Who runs it, from its start (provenance repeats it after the first epoch):
+            # `sweeper status` shows it, and a trial stopped before its first epoch keeps it.
             attrs.WORKER: worker_id(),
             attrs.SEED: slot.seed,
             attrs.OPTIMIZER: optimizer_name,
@@ -403,6 +403,9 @@ class Worker:
             attrs.ORDER_SEED: trainer.order_seed,
             attrs.ORDER_EPOCH_OFFSET: slot.member.order_offset,
         }
+        task = cluster_task()
+        if task is not None:
+            recorded[attrs.CLUSTER_TASK] = task  # where its log is
         reports: dict[int, float] = {}
         if slot.checkpoint is not None:
             # The epochs its original ran are reported again, so the pruner and the

@@ -164,7 +164,9 @@ class Worker:
         if self._data is None:
             started = time.perf_counter()
             with self.progress.waiting(LOADING_DATA):
-                data = load_dataset(self.spec.data, self.data_override).to(self.device)
+                data = load_dataset(self.spec.data, self.data_override, say=self.progress.say).to(
+                    self.device
+                )
             self._data = data
             self.progress.say(
                 f"data: {len(data.train_y)} train / {len(data.test_y)} val images from "

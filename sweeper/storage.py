@@ -52,6 +52,10 @@ DRIVER = "postgresql+psycopg2"
 # workers x (POOL_SIZE + MAX_OVERFLOW) <= the server's max_connections.
 POOL_SIZE = 2
 MAX_OVERFLOW = 2
+# The fewest server connections a pooler in transaction mode must allow sweeper's (database,
+# user): Optuna's storage set-up holds one connection while it opens a second, and another
+# process's claim needs a third meanwhile. Below it a fleet stalls (see ``explain_pooler``).
+MIN_POOLER_CONNECTIONS = 3
 # A pooled connection idle longer than this is pinged before use (see ``_ping_when_idle``).
 PING_AFTER_IDLE_S = 2.0
 

@@ -1,15 +1,15 @@
 """deploy/k8s is usable and safe (no cluster here: we render it and check its structure).
 
 The three kustomizations (``deploy/k8s``, ``deploy/k8s/with-postgres`` with the optional
-PostgreSQL, ``deploy/k8s/with-pgbouncer`` with the optional PgBouncer) are rendered by ``tests/kustomize_lite.py`` from a copy of deploy/ in which the
-committed ``*.env.example`` files stand in for the git-ignored secrets. Then: every object
-against Kubernetes' own API schemas (kubernetes-validate, strict: an unknown field fails);
-the containers are docker-compose.yml's (same image, same arguments); the storage URL
-reaches containers only from a Secret and no password is written anywhere in deploy/; the
-worker Job (Indexed, one GPU per pod, failure policy, grace period, shared checkpoints, a
-decode cache shared with the creator, threads from the CPU request, cleaned up when done);
-PgBouncer in transaction mode;
-the dashboard inside the cluster only; selectors and references; PostgreSQL's connection
+PostgreSQL, ``deploy/k8s/with-pgbouncer`` with the optional PgBouncer) are rendered by
+``tests/kustomize_lite.py`` from a copy of deploy/ in which the committed ``*.env.example``
+files stand in for the git-ignored secrets. Then: every object against Kubernetes' own API
+schemas (kubernetes-validate, strict: an unknown field fails); the containers are
+docker-compose.yml's (same image, same arguments); the storage URL reaches containers only from
+a Secret and no password is written anywhere in deploy/; the worker Job (Indexed, one GPU per
+pod, failure policy, grace period, shared checkpoints, a decode cache shared with the creator,
+threads from the CPU request, cleaned up when done); PgBouncer in transaction mode; the
+dashboard inside the cluster only; selectors and references; PostgreSQL's connection
 arithmetic.
 """
 

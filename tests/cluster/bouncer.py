@@ -45,8 +45,11 @@ def binary() -> str:
 
 
 @contextlib.contextmanager
-def pgbouncer(server_url: str, server_connections: int = 8) -> Iterator[str]:
-    """A PgBouncer in transaction mode with at most ``server_connections`` to the server."""
+def pgbouncer(
+    server_url: str, server_connections: int = 8, pool_mode: str = "transaction"
+) -> Iterator[str]:
+    """A PgBouncer in ``pool_mode`` (transaction, the mode sweeper needs, unless a test
+    wants another) with at most ``server_connections`` to the server."""
     server = make_url(server_url)
     folder = Path(tempfile.mkdtemp(prefix="sweeper-pgbouncer-"))
     port = _free_port()
@@ -63,7 +66,7 @@ def pgbouncer(server_url: str, server_connections: int = 8) -> Iterator[str]:
         # The pooler logs in to the server with the password above; its own clients (the
         # test's, on 127.0.0.1) give none.
         "auth_type = any\n"
-        "pool_mode = transaction\n"
+        f"pool_mode = {pool_mode}\n"
         f"default_pool_size = {server_connections}\n"
         f"max_db_connections = {server_connections}\n"
         "max_client_conn = 1000\n"

@@ -141,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The data (and the subset sizes) before the study exists: a spec that cannot run must
     # not leave a study behind under its name. Workers then read the decoded cache.
     with Progress().waiting(LOADING_DATA):
-        load_dataset(spec.data, args.data, say=Progress().say)
+        load_dataset(spec.data, args.data)
     create_or_load(storage, spec)
     if args.pack is None:
         args.pack = spec.training.pack  # the file's, not the study creator's: it is per worker

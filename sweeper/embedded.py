@@ -212,8 +212,8 @@ class EmbeddedPostgres:
         """Start the server unless it runs; create the ``sweeper`` database; return its URL."""
         if self._as_root:
             user = self._ensure_system_user()
-            _check_passable(
-                self.data_dir, user, "its data", "set SWEEPER_HOME to a folder it can reach"
+            _check_passable(  # data_dir itself is made (or handed over) to that user below
+                self.data_dir.parent, user, "its data", "set SWEEPER_HOME to a folder it can reach"
             )
             _check_passable(
                 _bin_dir(), user, "PostgreSQL's programs", "install sweeper where it can reach"

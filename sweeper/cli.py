@@ -318,15 +318,16 @@ def cmd_studies(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     """Manage the embedded PostgreSQL server."""
     from sweeper.embedded import EmbeddedPostgres
+    from sweeper.storage import redact
 
     server = EmbeddedPostgres()
     check_folder(server.data_dir, "the embedded PostgreSQL's folder ($SWEEPER_HOME)")
     if args.action == "start":
-        print(start_embedded(server))
+        print(redact(start_embedded(server)))
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
     elif args.action == "url":
-        print(server.url())
+        print(server.url())  # the one output that shows the password: its job is to hand it out
     else:
         pid = server.pid()
         if pid is None:  # not a failure of ours, but scripts test `db status` by its code

@@ -26,6 +26,12 @@ Promises:
   connection while it waits.
 - A server (or pooler) that refuses a connection because it has too many is named as such,
   with what to change, in one line (``explain_refusal``).
+- A storage set-up whose statement (or new connection) waits more than ``SETUP_PATIENCE_S``
+  is ended with one line that names the likely cause, a pooler that hands out too few server
+  connections (PgBouncer in session mode, or a pool below ``MIN_POOLER_CONNECTIONS``), and
+  the settings that work, instead of hanging until the pooler's own timeout and its
+  "server closed the connection unexpectedly". A pooler passes ``SHOW pool_mode`` on to the
+  server, so the mode cannot be asked for: the wait itself is the evidence.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import contextlib
 import os
 import random
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -41,6 +49,7 @@ from urllib.parse import unquote
 
 import optuna
 import sqlalchemy
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 
 from sweeper.errors import SweeperError, UsageError
@@ -55,6 +64,15 @@ DRIVER = "postgresql+psycopg2"
 # workers x (POOL_SIZE + MAX_OVERFLOW) <= the server's max_connections.
 POOL_SIZE = 2
 MAX_OVERFLOW = 2
+# The fewest server connections a pooler in transaction mode must allow sweeper's (database,
+# user): Optuna's storage set-up holds one connection while it opens a second, and another
+# process's claim needs a third meanwhile. Below it a fleet stalls (see ``explain_pooler``).
+MIN_POOLER_CONNECTIONS = 3
+# How long one statement of the storage set-up may wait. A set-up is a few short statements
+# (creating Optuna's tables on a fresh database took under 2 s on a 2-core VM with five busy
+# loops beside it); 30 s is far past that, and well under PgBouncer's query_wait_timeout
+# (120 s), after which it would close the connection with no reason a user can act on.
+SETUP_PATIENCE_S = 30.0
 # A pooled connection idle longer than this is pinged before use (see ``_ping_when_idle``).
 PING_AFTER_IDLE_S = 2.0
 
@@ -277,6 +295,78 @@ def _one_setup_at_a_time(url: str) -> Iterator[None]:
         engine.dispose()
 
 
+def explain_pooler(url: str) -> str:
+    """The one line for a storage set-up that waited ``SETUP_PATIENCE_S`` on the database."""
+    return (
+        f"{redact(url)}: the storage set-up waited {SETUP_PATIENCE_S:g} s for the database: "
+        "a pooler in front of PostgreSQL hands sweeper too few server connections. PgBouncer "
+        "must run pool_mode = transaction (session mode pins a server connection to each "
+        f"client, and each sweeper process holds up to {POOL_SIZE + MAX_OVERFLOW}) with "
+        f"default_pool_size and max_db_connections of at least {MIN_POOLER_CONNECTIONS} "
+        "(README: PgBouncer)"
+    )
+
+
+class _SetupWatch:
+    """Ends this thread's storage set-up when one of its statements, or a new connection's
+    first exchange, waits past ``SETUP_PATIENCE_S`` (see the module docstring).
+
+    While active it makes the connections of every engine this thread uses itself (SQLAlchemy's
+    ``do_connect``), so it holds their sockets, and times each statement. A stalled one has
+    its connections' sockets shut down: the driver's blocked read returns, the set-up fails,
+    and ``fired`` tells the caller why.
+    """
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.fired = False
+        self._sockets: list[Any] = []
+        self._since: float | None = None  # when the pending exchange began
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> _SetupWatch:
+        event.listen(sqlalchemy.engine.Engine, "do_connect", self._connect)
+        event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", self._before)
+        event.listen(sqlalchemy.engine.Engine, "after_cursor_execute", self._after)
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._watcher.join()
+        event.remove(sqlalchemy.engine.Engine, "do_connect", self._connect)
+        event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", self._before)
+        event.remove(sqlalchemy.engine.Engine, "after_cursor_execute", self._after)
+
+    def _connect(self, dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        if threading.get_ident() != self.thread:
+            return None  # another thread's engine: SQLAlchemy connects as usual
+        conn = dialect.connect(*cargs, **cparams)
+        # Its first exchange (SQLAlchemy's dialect queries) runs before any statement event.
+        self._since = time.monotonic()
+        self._sockets.append(conn.fileno())
+        return conn
+
+    def _before(self, *args: Any) -> None:
+        if threading.get_ident() == self.thread:
+            self._since = time.monotonic()
+
+    def _after(self, *args: Any) -> None:
+        if threading.get_ident() == self.thread:
+            self._since = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.25):
+            since = self._since
+            if since is not None and time.monotonic() - since > SETUP_PATIENCE_S:
+                self.fired = True
+                for fd in self._sockets:
+                    with contextlib.suppress(OSError):  # closed meanwhile
+                        socket.socket(fileno=os.dup(fd)).shutdown(socket.SHUT_RDWR)
+                return
+
+
 def _ping_when_idle(engine: sqlalchemy.Engine) -> None:
     """Ping a pooled connection at checkout when it sat idle past ``PING_AFTER_IDLE_S``.
 
@@ -315,8 +405,9 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
     """
     resolved = resolve_url(url)
     opts = options or StorageSpec()
+    watch = _SetupWatch()
     try:
-        with _one_setup_at_a_time(resolved):
+        with watch, _one_setup_at_a_time(resolved):
             storage = optuna.storages.RDBStorage(
                 resolved,
                 engine_kwargs={"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW},
@@ -324,6 +415,8 @@ def open_storage(url: str | None, options: StorageSpec | None = None) -> optuna.
                 grace_period=opts.grace_period,
             )
     except sqlalchemy.exc.SQLAlchemyError as err:
+        if watch.fired:
+            raise SweeperError(explain_pooler(resolved)) from None
         # RDBStorage connects at once (schema check): an unreachable server, a wrong
         # password or a missing database surface here as OperationalError.
         reason = _scrub(_first_line(err), resolved)

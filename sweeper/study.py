@@ -372,6 +372,9 @@ def _duration(trial: FrozenTrial) -> float | None:
     return None
 
 
+# Optuna's reader of a re-queued copy's retry history (sweeper.work.requeue writes it).
+_RETRIES = optuna.storages.RetryHeartbeatStaleTrialCallback
+
 # The columns of `sweeper trials`, in order: the keys of ``trial_row``.
 TRIAL_COLUMNS = (
     "number",
@@ -384,12 +387,15 @@ TRIAL_COLUMNS = (
     "epochs_run",
     "duration_s",
     "worker",
+    "task",
+    "copy_of",
     "fail_reason",
 )
 
 
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:
-    """One trial as a flat dict: number, state, value, params, seed, epochs, duration."""
+    """One trial as a flat dict: number, state, value, params, seed, epochs, duration,
+    worker, cluster task, the trial a re-queued copy copies, and why it failed."""
     return {
         "number": trial.number,
         "state": trial.state.name,
@@ -401,6 +407,10 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
         "epochs_run": trial.user_attrs.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)),
         "duration_s": _duration(trial),
         "worker": trial.user_attrs.get(attrs.WORKER),
+        # The scheduler's task that ran it (its log), and for a re-queued copy the trial
+        # it copies (the last of its retry history).
+        "task": trial.user_attrs.get(attrs.CLUSTER_TASK),
+        "copy_of": next(reversed(_RETRIES.retry_history(trial)), None),
         "fail_reason": trial.user_attrs.get(FAIL_REASON_ATTR),
     }
 
@@ -422,7 +432,7 @@ def best_trial_row(study: optuna.Study) -> dict[str, Any]:
     row["provenance"] = {
         k: v
         for k, v in best.user_attrs.items()
-        if k not in (attrs.SEED, attrs.EPOCHS_RUN, attrs.WORKER)
+        if k not in (attrs.SEED, attrs.EPOCHS_RUN, attrs.WORKER, attrs.CLUSTER_TASK)
     }
     return row
 

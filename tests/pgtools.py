@@ -16,20 +16,31 @@ from sweeper.embedded import EmbeddedPostgres
 
 
 @contextlib.contextmanager
-def embedded_postgres() -> Iterator[EmbeddedPostgres]:
-    """A running embedded server in a fresh directory, stopped and removed afterwards.
+def passable_folder(prefix: str = "sweeper-test-") -> Iterator[Path]:
+    """A fresh folder that other users may pass through (mode 0711), removed afterwards.
 
-    The directory is not under pytest's tmp_path: pytest resets its base directory to mode
-    0700 when any pytest session starts, which would lock the server's own user out.
+    Under root the embedded server runs as its own system user, which must reach its data.
+    Not under pytest's tmp_path: pytest resets its base directory to mode 0700 when any
+    pytest session starts, which would lock the server's user out.
     """
-    data_dir = Path(tempfile.mkdtemp(prefix="sweeper-test-pg-"))
-    server = EmbeddedPostgres(data_dir)
-    server.start()
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o711)
     try:
-        yield server
+        yield folder
     finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def embedded_postgres() -> Iterator[EmbeddedPostgres]:
+    """A running embedded server in a fresh directory, stopped and removed afterwards."""
+    with passable_folder("sweeper-test-pg-") as data_dir:
+        server = EmbeddedPostgres(data_dir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def admin_connect(url: str) -> psycopg2.extensions.connection:

@@ -1,13 +1,15 @@
 """deploy/k8s is usable and safe (no cluster here: we render it and check its structure).
 
-Both kustomizations (``deploy/k8s``, and ``deploy/k8s/with-postgres`` with the optional
-PostgreSQL) are rendered by ``tests/kustomize_lite.py`` from a copy of deploy/ in which the
-committed ``*.env.example`` files stand in for the git-ignored secrets. Then: every object
-against Kubernetes' own API schemas (kubernetes-validate, strict: an unknown field fails);
-the containers are docker-compose.yml's (same image, same arguments); the storage URL
-reaches containers only from a Secret and no password is written anywhere in deploy/; the
-worker Job (Indexed, one GPU per pod, failure policy, grace period, shared checkpoints);
-the dashboard inside the cluster only; selectors and references; PostgreSQL's connection
+The three kustomizations (``deploy/k8s``, ``deploy/k8s/with-postgres`` with the optional
+PostgreSQL, ``deploy/k8s/with-pgbouncer`` with the optional PgBouncer) are rendered by
+``tests/kustomize_lite.py`` from a copy of deploy/ in which the committed ``*.env.example``
+files stand in for the git-ignored secrets. Then: every object against Kubernetes' own API
+schemas (kubernetes-validate, strict: an unknown field fails); the containers are
+docker-compose.yml's (same image, same arguments); the storage URL reaches containers only from
+a Secret and no password is written anywhere in deploy/; the worker Job (Indexed, one GPU per
+pod, failure policy, grace period, shared checkpoints, a decode cache shared with the creator,
+threads from the CPU request, cleaned up when done); PgBouncer in transaction mode; the
+dashboard inside the cluster only; selectors and references; PostgreSQL's connection
 arithmetic.
 """
 
@@ -49,7 +51,7 @@ from sweeper.work import checkpoints, provenance
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
-VARIANTS = ("k8s", "k8s/with-postgres")  # relative to deploy/
+VARIANTS = ("k8s", "k8s/with-postgres", "k8s/with-pgbouncer")  # relative to deploy/
 # The oldest Kubernetes whose Job API has every field used here as GA (backoffLimitPerIndex
 # went GA in 1.33; podReplacementPolicy is beta and on by default since 1.29), and the
 # newest kubernetes-validate knows.
@@ -231,7 +233,9 @@ def test_one_images_entry_sets_every_sweeper_container(tmp_path: Path) -> None:
     for variant in VARIANTS:
         images = {c["image"] for o in render(copy / variant) for c in containers(o)}
         assert "registry.example:5000/ml/sweeper:0.1.0" in images
-        assert images <= {"registry.example:5000/ml/sweeper:0.1.0", "postgres:18"}, images
+        # The optional PostgreSQL and PgBouncer are other projects' images, pinned.
+        others = {"postgres:18", "edoburu/pgbouncer:v1.25.1-p0"}
+        assert images <= {"registry.example:5000/ml/sweeper:0.1.0", *others}, images
 
 
 # -- secrets -------------------------------------------------------------------------------------
@@ -421,7 +425,70 @@ def test_checkpoints_are_shared_where_the_image_writes_them(
     assert mounts["data"]["mountPath"] == "/data" and mounts["data"]["readOnly"] is True
     assert compose["/data"] is True
     creator = _container(_one(objects, "Job", "sweeper-create-study"), "create-study")
-    assert [m["mountPath"] for m in creator["volumeMounts"] if not m.get("readOnly")] == ["/data"]
+    assert [m["mountPath"] for m in creator["volumeMounts"] if not m.get("readOnly")] == [
+        "/data",
+        "/var/cache/sweeper",
+    ]
+
+
+def test_data_is_decoded_once_into_a_cache_every_pod_shares(
+    objects: list[Object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper.train.data import cache_dir
+
+    cache = re.search(r"SWEEPER_CACHE=(\S+)", (REPO / "Dockerfile").read_text())
+    assert cache
+    monkeypatch.setenv("SWEEPER_CACHE", cache.group(1))
+    claims = set()
+    for job, name in (("sweeper-create-study", "create-study"), ("sweeper-worker", "worker")):
+        obj = _one(objects, "Job", job)
+        mounts = {m["mountPath"]: m for m in _container(obj, name)["volumeMounts"]}
+        mount = mounts[str(cache_dir())]  # where sweeper.train.data keeps its decodes
+        assert not mount.get("readOnly"), f"{job} takes the decode lock: it must write"
+        volumes = {v["name"]: v for v in pod_template(obj)["spec"]["volumes"]}
+        claims.add(volumes[mount["name"]]["persistentVolumeClaim"]["claimName"])
+    assert len(claims) == 1, claims  # one cache: the creator's decode is every worker's
+    claim = _one(objects, "PersistentVolumeClaim", claims.pop())
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    # The creator decodes before it creates the study, and workers wait for the study.
+    waits = pod_template(_one(objects, "Job", "sweeper-worker"))["spec"]["initContainers"]
+    assert [c["name"] for c in waits] == ["wait-for-study"]
+
+
+def test_workers_run_as_many_threads_as_cores_they_request(objects: list[Object]) -> None:
+    job = _one(objects, "Job", "sweeper-worker")
+    worker = _container(job, "worker")
+    env = {e["name"]: e for e in worker["env"]}
+    ref = env["OMP_NUM_THREADS"]["valueFrom"]["resourceFieldRef"]
+    assert ref["containerName"] == "worker" and ref["resource"] == "requests.cpu"
+    assert _resource_value(worker, ref) == int(worker["resources"]["requests"]["cpu"])
+
+
+def test_finished_jobs_are_cleaned_up_after_their_logs_can_be_read(objects: list[Object]) -> None:
+    for name in ("sweeper-create-study", "sweeper-worker"):
+        ttl = _one(objects, "Job", name)["spec"]["ttlSecondsAfterFinished"]
+        assert 3600 <= ttl <= 7 * 86400, (name, ttl)  # an hour to read logs, gone in a week
+
+
+def test_pgbouncer_fronts_postgres_in_transaction_mode(deploy_copy: Path) -> None:
+    from sweeper.storage import MIN_POOLER_CONNECTIONS
+
+    rendered = render(deploy_copy / "k8s/with-pgbouncer")
+    pooler = _one(rendered, "Deployment", "sweeper-pgbouncer")
+    assert pooler["spec"]["replicas"] == 1
+    container = _container(pooler, "pgbouncer")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["POOL_MODE"] == "transaction"  # the only mode sweeper works through
+    assert int(env["DEFAULT_POOL_SIZE"]) >= MIN_POOLER_CONNECTIONS
+    assert int(env["MAX_DB_CONNECTIONS"]) == int(env["DEFAULT_POOL_SIZE"])
+    workers = _one(rendered, "Job", "sweeper-worker")["spec"]["parallelism"]
+    assert int(env["MAX_CLIENT_CONN"]) >= (workers + 2) * (POOL_SIZE + MAX_OVERFLOW)
+    assert "extra_float_digits" in env["IGNORE_STARTUP_PARAMETERS"]
+    upstream = {e["name"]: e for e in container["env"]}["DATABASE_URL"]["valueFrom"]
+    assert upstream == {"secretKeyRef": {"name": "pgbouncer-upstream", "key": "DATABASE_URL"}}
+    service = _one(rendered, "Service", "sweeper-pgbouncer")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"].items() <= pod_template(pooler)["metadata"]["labels"].items()
 
 
 # -- the dashboard, selectors, references --------------------------------------------------------
@@ -504,12 +571,28 @@ def test_postgres_is_compose_s_with_room_for_the_workers(with_postgres: list[Obj
 def test_readme_shows_how_to_apply() -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("### Kubernetes", 1)[1]
-    for command in ("kubectl apply -k deploy/k8s", "kubectl apply -k deploy/k8s/with-postgres"):
-        assert command in section
+    for command in (
+        "kubectl apply -k deploy/k8s",
+        "kubectl apply -k deploy/k8s/with-postgres",
+        "kubectl apply -k deploy/k8s/with-pgbouncer",
+        # Results from inside the cluster: the dashboard's pod holds the storage URL.
+        "kubectl -n sweeper exec deploy/sweeper-dashboard -- sweeper best --study",
+    ):
+        assert command in section, command
     assert "storage-url.env" in section
 
 
 # -- the pods' commands, run as processes on a real PostgreSQL ------------------------------------
+
+
+def _resource_value(container: dict[str, Any], ref: dict[str, Any]) -> int:
+    """What Kubernetes puts in an env var from ``resourceFieldRef``: the container's CPU
+    request or limit over ``divisor`` (1 core), rounded up ("500m" -> 1, "2" -> 2)."""
+    kind, _, resource = ref["resource"].partition(".")
+    assert resource == "cpu" and ref.get("divisor", "1") == "1", ref
+    quantity = str(container["resources"][kind][resource])
+    millis = int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+    return -(-millis // 1000)
 
 
 def _process(
@@ -532,6 +615,8 @@ def _process(
         elif "configMapKeyRef" in source:
             ref = source["configMapKeyRef"]
             env[entry["name"]] = data[("ConfigMap", ref["name"])][ref["key"]]
+        elif "resourceFieldRef" in source:
+            env[entry["name"]] = str(_resource_value(container, source["resourceFieldRef"]))
         else:
             env[entry["name"]] = entry["value"]
     argv = container.get("command", ["sweeper"]) + container.get("args", [])

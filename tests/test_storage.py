@@ -8,10 +8,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from clirun import SCRIPT, one_line_error, sweeper
-from pgtools import embedded_postgres
+from pgtools import admin_connect, embedded_postgres, passable_folder
 
 from sweeper.embedded import EmbeddedPostgres
 from sweeper.errors import SweeperError, UsageError
@@ -106,7 +105,7 @@ def password_server() -> Iterator[tuple[EmbeddedPostgres, str]]:
 
 
 def _add_password_role(server: EmbeddedPostgres) -> None:
-    conn = psycopg2.connect(host="127.0.0.1", port=server.port(), user="postgres", dbname="sweeper")
+    conn = admin_connect(server.url())
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f"CREATE ROLE alice LOGIN PASSWORD '{SECRET}'")
@@ -144,8 +143,17 @@ def test_open_storage_errors_are_typed(storage_url: str) -> None:
     assert open_storage(storage_url).get_all_studies() == []
 
 
-def test_embedded_server_lifecycle_through_the_cli(isolated_home: Path) -> None:
+@pytest.fixture
+def passable_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A SWEEPER_HOME the embedded server's system user can reach (under root)."""
+    with passable_folder() as folder:
+        monkeypatch.setenv("SWEEPER_HOME", str(folder))
+        yield folder
+
+
+def test_embedded_server_lifecycle_through_the_cli(passable_home: Path) -> None:
     """`sweeper db start|status|url|stop` on a fresh per-user data dir, and reuse."""
+    isolated_home = passable_home
     stopped_status = sweeper("db", "status")
     assert stopped_status.returncode == 1  # a runtime state, inside the documented codes
     assert "the embedded PostgreSQL is stopped" in one_line_error(stopped_status)
@@ -166,16 +174,23 @@ def test_embedded_server_lifecycle_through_the_cli(isolated_home: Path) -> None:
     assert proc.returncode == 0, said + err
     assert said.startswith(f"starting the embedded PostgreSQL in {data_dir.resolve()}"), said
     assert err == ""
-    url = out.strip()
-    assert url.startswith("postgresql+psycopg2://postgres@127.0.0.1:") and url.endswith("/sweeper")
+    shown = out.strip()  # `db start` shows the URL with its password hidden
+    assert shown.startswith("postgresql+psycopg2://postgres:***@127.0.0.1:"), shown
+    assert shown.endswith("/sweeper")
+    password = (data_dir / "password").read_text().strip()
     try:
         status = sweeper("db", "status")
         assert status.returncode == 0 and "running: pid" in status.stdout
-        assert sweeper("db", "url").stdout.strip() == url
-        assert sweeper("db", "start").stdout.strip() == url  # reused, not a second server
+        # `db url` alone hands out the password: its job is to give workers what they need.
+        url = sweeper("db", "url").stdout.strip()
+        assert url == shown.replace("***", password)
+        again = sweeper("db", "start")
+        assert again.stdout.strip() == shown  # reused, not a second server
         listing = sweeper("studies")  # no --storage, no env: the embedded default
         assert listing.returncode == 0, listing.stderr
         assert listing.stdout.strip() == "(none)"
+        for result in (status, again, listing):
+            assert password not in result.stdout + result.stderr
     finally:
         stopped = sweeper("db", "stop")
     assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped"

@@ -199,6 +199,8 @@ _FLEET_SQL = {
         SELECT t.number,
                (SELECT u.value_json FROM trial_user_attributes u
                 WHERE u.trial_id = t.trial_id AND u.key = :worker_key),
+               (SELECT u.value_json FROM trial_user_attributes u
+                WHERE u.trial_id = t.trial_id AND u.key = :task_key),
                (SELECT max(v.step) FROM trial_intermediate_values v
                 WHERE v.trial_id = t.trial_id),
                EXTRACT(EPOCH FROM LOCALTIMESTAMP - h.heartbeat),
@@ -210,6 +212,8 @@ _FLEET_SQL = {
         SELECT t.number,
                (SELECT s.value_json FROM trial_system_attributes s
                 WHERE s.trial_id = t.trial_id AND s.key = :retry_key),
+               (SELECT s.value_json FROM trial_system_attributes s
+                WHERE s.trial_id = t.trial_id AND s.key = :history_key),
                (SELECT u.value_json FROM trial_user_attributes u
                 WHERE u.trial_id = t.trial_id AND u.key = :replicate_key)
         FROM trials t
@@ -239,17 +243,20 @@ def fleet_rows(
 ) -> dict[str, Any]:
     """The raw rows behind ``sweeper status``, read in one REPEATABLE READ transaction.
 
-    ``keys`` names the attributes read: ``worker`` (user), ``retry`` (system, the first trial
-    of a retry series), ``replicate`` and ``requeued`` (user). Returns ``now`` (the server's
-    naive UTC time), ``states`` ({state name: count}), ``running`` (number, worker or None,
-    last reported step or None, heartbeat age in s or None, running for s or None),
-    ``waiting`` (number, retry-of, replicate-of, by number; at most ``waiting_limit``),
+    ``keys`` names the attributes read: ``worker`` and ``task`` (user), ``retry`` (system,
+    the first trial of a retry series), ``history`` (system, the series' trials so far),
+    ``replicate`` and ``requeued`` (user). Returns ``now`` (the server's naive UTC time),
+    ``states`` ({state name: count}), ``running`` (number, worker or None, task or None, last
+    reported step or None, heartbeat age in s or None, running for s or None), ``waiting``
+    (number, retry-of, retry history, replicate-of, by number; at most ``waiting_limit``),
     ``finished`` (count in the last ``window_seconds``) and ``study_age`` (s since the first
     trial started, or None).
     """
     params = {
         "study_id": study_id,
         "worker_key": keys["worker"],
+        "task_key": keys["task"],
+        "history_key": keys["history"],
         "retry_key": keys["retry"],
         "replicate_key": keys["replicate"],
         "requeued_key": keys["requeued"],
@@ -271,13 +278,14 @@ def fleet_rows(
                 (
                     int(r[0]),
                     _json(r[1]),
-                    None if r[2] is None else int(r[2]),
-                    None if r[3] is None else float(r[3]),
+                    _json(r[2]),
+                    None if r[3] is None else int(r[3]),
                     None if r[4] is None else float(r[4]),
+                    None if r[5] is None else float(r[5]),
                 )
                 for r in run("running")
             ]
-            waiting = [(int(r[0]), _json(r[1]), _json(r[2])) for r in run("waiting")]
+            waiting = [(int(r[0]), _json(r[1]), _json(r[2]), _json(r[3])) for r in run("waiting")]
             finished, age = run("finished")[0]
     return {
         "now": now,

@@ -37,8 +37,12 @@ Contract:
   written into the script as an absolute path. A trial resumes on another node only when
   that node sees the folder (a shared file system, as home directories on clusters usually
   are); elsewhere it starts again from epoch 0, correct but slower.
-- ``--data`` is passed through as the compute nodes see it; the data are not read here (a
-  submit host needs neither the data set nor a GPU).
+- ``--data`` is passed through as the compute nodes see it, and must exist on the submit
+  host too (a shared file system; a typo is exit 2 here, not exit 1 in every task): it is
+  checked, never read or created (a submit host needs neither the data set nor a GPU).
+- Before the study is created, ``sinfo`` is asked what the cluster offers: GPUs per task
+  that no node (of ``--partition``) has are a ``UsageError`` naming ``--gpus-per-task 0``,
+  not sbatch's "Invalid generic resource" after the study exists.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ SIGNAL_LEAD_S = 120  # SIGTERM this long before the time limit (see the module d
 MIN_LIMIT_FOR_EARLY_SIGNAL_S = 600
 # Options the script sets itself; an --sbatch line may not change them (the URL must travel
 # in the environment; the array is --tasks; each task's log is --output).
-OWNED_OPTIONS = ("--array", "--export", "--output")
+OWNED_OPTIONS = ("--array", "--export", "--export-file", "--output")
 OWNED_SHORT = ("-a", "-o")
 
 _OPTION_NAME = re.compile(r"-[A-Za-z]\S*|--[A-Za-z][A-Za-z0-9-]*")
@@ -290,6 +294,45 @@ def _sweeper_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "sweeper.cli")
 
 
+def _gpus_per_node(text: str) -> int:
+    """The GPUs one node line of ``sinfo -o %G`` offers (``gpu:4``, ``gpu:a100:2(S:0-1)``,
+    ``gpu:1,mps:100``; ``(null)`` for none)."""
+    total = 0
+    for item in re.split(r",(?![^()]*\))", text.strip()):  # commas outside "(S:0-1)"
+        fields = item.split("(", 1)[0].split(":")
+        if fields[0] == "gpu":
+            total += int(fields[-1]) if fields[-1].isdigit() else 1
+    return total
+
+
+def check_gpus_offered(gpus_per_task: int, partition: str | None, sinfo: str) -> None:
+    """``UsageError`` when no node (of ``partition``) has ``gpus_per_task`` GPUs; silent when
+    it does, or when ``sinfo`` cannot tell (sbatch will say then)."""
+    argv = [
+        sinfo,
+        "--noheader",
+        "--format=%G",
+        *([f"--partition={partition}"] if partition else []),
+    ]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    if result.returncode != 0 or not lines:
+        return
+    most = max(_gpus_per_node(line) for line in lines)
+    if most >= gpus_per_task:
+        return
+    where = f"partition {partition}" if partition else "the cluster"
+    offered = f"at most {most} GPUs per node" if most else "no GPUs (sinfo lists no gpu gres)"
+    raise UsageError(
+        f"--gpus-per-task {gpus_per_task}: {where} offers {offered}; give --gpus-per-task 0 "
+        "to run the workers on CPU cores"
+        + (f" (or --gpus-per-task {most} or fewer)" if most else "")
+    )
+
+
 def _device_for(args: argparse.Namespace, spec_device: str, where: str) -> str | None:
     """The ``--device`` the tasks get: the flag, or CPU when no GPU is asked for and the spec
     says ``auto`` (a node's GPUs that SLURM did not give the task are not the task's)."""
@@ -321,6 +364,11 @@ def job_from_args(args: argparse.Namespace, spec: Any) -> ArrayJob:
     device = _device_for(args, spec.training.device, f"{args.spec}: [training] device")
     folder = Path(args.checkpoint_dir) if args.checkpoint_dir else default_root()
     check_folder(folder, "--checkpoint-dir" if args.checkpoint_dir else "the checkpoint folder")
+    if args.data is not None and not Path(args.data).exists():
+        raise UsageError(
+            f"--data {args.data}: no such file or folder on this host; give the data's path "
+            "on a file system the submit host and the nodes share"
+        )
     return ArrayJob(
         study=spec.name,
         tasks=args.tasks,
@@ -361,6 +409,8 @@ def cmd_slurm(args: argparse.Namespace) -> int:
             "sbatch is not on PATH: run 'sweeper slurm' on a host that submits SLURM jobs "
             "(--dry-run prints the script without it)"
         )
+    if job.gpus_per_task > 0 and (sinfo := shutil.which("sinfo")) is not None:
+        check_gpus_offered(job.gpus_per_task, job.partition, sinfo)
     url = storage_url(args, announce=True)
     if local_only(url):
         print(

@@ -4,13 +4,15 @@ Contract:
 
 - ``read_status(storage, study, window_minutes)`` returns a ``FleetStatus``: the budget (its
   limit, what is used, what is left: ``sweeper.study.Budget``'s own count), trials by state,
-  every running trial with its worker (``host:pid``), last reported epoch, heartbeat age and
+  every running trial with its worker (``host:pid``), cluster task (SLURM array task or
+  Kubernetes index, recorded when the trial starts), last reported epoch, heartbeat age and
   whether it is stale (what the reaper would fail: ``sweeper._optuna.stale_trials`` with the
-  stored spec's grace period), the waiting trials, the rate of trials finished over the last
-  ``window_minutes`` and an ETA with its basis. It reads a handful of SQL queries whatever the
-  study's size (no ``get_trials``): the fleet's rows in one consistent transaction
-  (``sweeper._optuna.fleet_rows``), the budget's count and the stale query. Ages come from the
-  database server's clock, so clocks that differ between hosts do not matter.
+  stored spec's grace period), the waiting trials (a re-queued copy names the trial it
+  copies), the rate of trials finished over the last ``window_minutes`` and an ETA with its
+  basis. It reads a handful of SQL queries whatever the study's size (no ``get_trials``): the
+  fleet's rows in one consistent transaction (``sweeper._optuna.fleet_rows``), the budget's
+  count and the stale query. Ages come from the database server's clock, so clocks that differ
+  between hosts do not matter.
 - The rate counts trials that finished for good (complete, pruned, or failed and not
   re-queued) within the window, over the window or the study's age if that is shorter. The
   ETA is the trials still to finish (unclaimed budget + running + waiting) at that rate; with
@@ -56,6 +58,7 @@ class RunningTrial:
     number: int
     worker: str | None  # "host:pid" (sweeper.attrs.WORKER); None before it was recorded
     host: str | None
+    task: str | None  # the scheduler's task, e.g. "slurm 812_3" (its log); None outside one
     epoch: int | None  # the last epoch it reported; None before its first
     heartbeat_age_s: float | None  # None: it never sent a heartbeat
     running_s: float | None
@@ -68,6 +71,7 @@ class WaitingTrial:
 
     number: int
     retry_of: int | None  # the first trial of the retry series it continues
+    copy_of: int | None  # the trial it copies (the last of its retry series so far)
     replicate_of: int | None
 
 
@@ -116,7 +120,7 @@ def read_status(
 
     from sweeper import _optuna, attrs
     from sweeper.study import Budget, stored_spec
-    from sweeper.work.requeue import FAILED_TRIAL
+    from sweeper.work.requeue import FAILED_TRIAL, RETRY_HISTORY
 
     spec = stored_spec(study)
     budget = Budget(study, storage, spec.budget)
@@ -127,7 +131,9 @@ def read_status(
         budget.study_id,
         keys={
             "worker": attrs.WORKER,
+            "task": attrs.CLUSTER_TASK,
             "retry": FAILED_TRIAL,
+            "history": RETRY_HISTORY,
             "replicate": attrs.REPLICATE_OF,
             "requeued": attrs.REQUEUED_AS,
         },
@@ -141,16 +147,22 @@ def read_status(
             number=number,
             worker=None if worker is None else str(worker),
             host=host_of(None if worker is None else str(worker)),
+            task=None if task is None else str(task),
             epoch=epoch,
             heartbeat_age_s=beat_age,
             running_s=running_s,
             stale=number in stale,
         )
-        for number, worker, epoch, beat_age, running_s in rows["running"]
+        for number, worker, task, epoch, beat_age, running_s in rows["running"]
     ]
     waiting = [
-        WaitingTrial(n, None if r is None else int(r), None if p is None else int(p))
-        for n, r, p in rows["waiting"]
+        WaitingTrial(
+            n,
+            None if r is None else int(r),
+            int(h[-1]) if h else None,
+            None if p is None else int(p),
+        )
+        for n, r, h, p in rows["waiting"]
     ]
     states = {s.name.lower(): rows["states"].get(s.name, 0) for s in TrialState}
     left = None if budget.limit is None else max(budget.limit - used, 0)
@@ -277,6 +289,8 @@ def render(status: FleetStatus) -> list[str]:
                 if t.heartbeat_age_s is None
                 else f"{duration(t.heartbeat_age_s)} ago",
                 "running": None if t.running_s is None else duration(t.running_s),
+                # Only on a cluster: the scheduler's task names the log to read.
+                **({"task": t.task} if any(r.task for r in s.running) else {}),
                 "": "STALE" if t.stale else "",
             }
             for t in trials
@@ -285,7 +299,9 @@ def render(status: FleetStatus) -> list[str]:
     n_waiting = s.states["waiting"]
     if n_waiting:
         named = [
-            f"{w.number} (retry of {w.retry_of})"
+            f"{w.number} (copy of {w.copy_of})"
+            if w.copy_of is not None
+            else f"{w.number} (retry of {w.retry_of})"
             if w.retry_of is not None
             else f"{w.number} (replicate of {w.replicate_of})"
             if w.replicate_of is not None

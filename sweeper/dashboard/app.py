@@ -12,7 +12,13 @@ Promises:
   an epoch since the last poll, so an idle page costs the database two aggregate queries.
   A large study's views are built in the background: a poll never waits more than
   ``POLL_WAIT_S`` for them, and answers with the summary first (``"pending": true``).
-- Binds to 127.0.0.1 unless told otherwise: the page has no authentication.
+- Binds to 127.0.0.1 unless told otherwise (an IPv6 address such as ``::1`` works too):
+  the page has no authentication.
+- One client cannot starve the others: at most ``MAX_CONNECTIONS`` connections are open at
+  once; when a new one arrives at the cap, the oldest connection that has not yet sent a
+  whole request (idle, or sending its headers slowly) is closed to make room, and only when
+  every open connection is being answered does the newcomer get a 503. Every read and write
+  on a connection gives up after ``SOCKET_TIMEOUT_S``.
 - Errors reach the page as one line and never contain a storage password: messages pass
   through ``redact`` where a URL may appear. A name no study may have (``sweeper.spec``'s
   rule: a NUL, a newline, too long) is HTTP 400 and touches no database; an unknown study
@@ -26,8 +32,10 @@ for what ``fetch`` and ``Plotly.react`` already do.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import socket
 import sys
 import threading
 import time
@@ -61,6 +69,17 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 # otherwise answers with what it has (a 50,000-trial study takes ~15 s to build).
 SYNC_TRIALS = 2000
 POLL_WAIT_S = 2.0
+# Connections open at once. A browser opens up to 6 per host; 64 serves a room of viewers
+# while bounding threads (one each) whatever a client opens. Measured on a 2-core VM: 1,000
+# idle sockets opened against the uncapped server made it hold 1,003 threads.
+MAX_CONNECTIONS = 64
+# A connection silent this long on a read (or stuck on a write) is dropped. A page's
+# request arrives within milliseconds of its connection; answers are small (plotly.js, the
+# largest, is 4.6 MB: seconds on a slow link, and the limit applies to each send, not the whole).
+SOCKET_TIMEOUT_S = 20.0
+# Pending connections the kernel queues before accept (socketserver's default is 5: a burst
+# of connections would drop a visitor's SYN and make the page hang for seconds).
+LISTEN_BACKLOG = 128
 
 
 @dataclass
@@ -303,6 +322,13 @@ def study_page(name: str, refresh_s: float) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     server: DashboardServer
+    timeout = SOCKET_TIMEOUT_S  # socketserver applies it to the connection's socket
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok:  # a whole request arrived: its answer is owed, never evicted from here on
+            self.server.answering(self.request)
+        return ok
 
     def log_message(self, format: str, *args: Any) -> None:
         # One line per request would drown the terminal at one poll per 5 s per page.
@@ -392,6 +418,7 @@ class DashboardServer(ThreadingHTTPServer):
     """The HTTP server, holding the study source and the page's configuration."""
 
     daemon_threads = True  # a poll in flight must not keep a stopping server alive
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self,
@@ -403,13 +430,59 @@ class DashboardServer(ThreadingHTTPServer):
         self.source = source
         self.scrub = scrub
         self.plotly_js = PLOTLY_JS.read_bytes()
+        self._open: set[socket.socket] = set()
+        # Open connections without a whole request yet, oldest first (a dict keeps order).
+        self._waiting: dict[socket.socket, None] = {}
+        self._connections = threading.Lock()
         try:
+            # socketserver binds AF_INET unless told: an IPv6 host needs AF_INET6.
+            self.address_family = socket.getaddrinfo(
+                config.host, config.port, type=socket.SOCK_STREAM
+            )[0][0]
             super().__init__((config.host, config.port), _Handler)
         except OSError as err:
             raise SweeperError(
                 f"cannot listen on {config.host}:{config.port}: {err.strerror}; "
                 "pass --port N (0 picks a free port)"
             ) from None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Admit ``request`` within ``MAX_CONNECTIONS`` (see the module docstring)."""
+        with self._connections:
+            if len(self._open) >= MAX_CONNECTIONS and self._waiting:
+                oldest = next(iter(self._waiting))
+                self._forget(oldest)
+                # Its handler thread sees end-of-file, answers nothing and closes it.
+                with contextlib.suppress(OSError):
+                    oldest.shutdown(socket.SHUT_RDWR)
+            admitted = len(self._open) < MAX_CONNECTIONS
+            if admitted:
+                self._open.add(request)
+                self._waiting[request] = None
+        if not admitted:
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(
+                    b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Retry-After: 1\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def answering(self, request: Any) -> None:
+        """``request`` sent a whole request: no longer a candidate for eviction."""
+        with self._connections:
+            self._waiting.pop(request, None)
+
+    def _forget(self, request: Any) -> None:
+        self._open.discard(request)
+        self._waiting.pop(request, None)
+
+    def close_request(self, request: Any) -> None:
+        with self._connections:
+            self._forget(request)
+        super().close_request(request)
 
     @property
     def url(self) -> str:

@@ -10,6 +10,11 @@ Contract:
   through torchvision when missing and the network allows), an ImageFolder tree
   (``train/<class>/*`` and ``test/<class>/*``, JPEG or PNG, 32x32), or a ``.tar.gz`` of such
   a tree (unpacked once into the cache).
+- Once per cache, not once per process: unpacking an archive and decoding a data set each
+  run under a file lock in the cache folder (``flock``: one host, or every host sharing the
+  cache over NFS), so of the workers that start together on a fresh cache one does the
+  work and the others wait for it, then read its result. ``say`` (when given) hears one
+  line when this process unpacks, decodes, or waits for another process that does.
 - Missing or corrupt data raise ``SweeperError`` with one line that says what was looked
   for and how to fix it.
 - Subsets (``train_size``, ``val_size``) are drawn with ``subset_seed``, so every trial and
@@ -22,6 +27,8 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import pickle
@@ -30,6 +37,7 @@ import tarfile
 import tempfile
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,19 +104,38 @@ def resolve_data_path(spec: DataSpec, override: str | None = None) -> Path:
     return Path(chosen).expanduser() if chosen else cache_dir() / "cifar10"
 
 
-def load_dataset(spec: DataSpec, override: str | None = None) -> Dataset:
+def load_dataset(
+    spec: DataSpec, override: str | None = None, say: Callable[[str], None] | None = None
+) -> Dataset:
     """Find, decode (once) and subset CIFAR-10 as described in the module docstring."""
     path = resolve_data_path(spec, override)
-    full = _load_full(path, spec.source)
+    full = _load_full(path, spec.source, say or (lambda text: None))
     return _subset(full, spec)
 
 
-def _load_full(path: Path, source: str) -> Dataset:
+@contextlib.contextmanager
+def _once(name: str, doing: str, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the cache's lock ``name``: one process at a time unpacks or decodes one thing."""
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f".{name}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"data: waiting for another process that is {doing}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_full(path: Path, source: str, say: Callable[[str], None]) -> Dataset:
     if path.exists() and not path.is_dir() and not _is_archive(path):
         raise UsageError(f"{path} is a file, not a folder or a .tar.gz archive; {HOW_TO_FIX}")
     from_archive = path.is_file() and _is_archive(path)
     if from_archive:
-        path = _unpack(path)
+        path = _unpack(path, say)
     kind, root = _detect(path, source)
     if kind == "download":
         root = _download(path)
@@ -116,15 +143,28 @@ def _load_full(path: Path, source: str) -> Dataset:
     # An unpacked archive is our own immutable copy, named after the archive's size and
     # mtime: its path alone keys the cache, sparing every worker a stat of 60,000 files.
     files = [] if from_archive else _source_files(kind, root)
-    cached = cache_dir() / f"cifar10-{_fingerprint(kind, root, files)}.pt"
-    if cached.exists():
-        try:
-            return _read_cache(cached)
-        except Exception:  # a torn or foreign file: decode again and overwrite it
-            cached.unlink(missing_ok=True)
-    data = _decode_official(root) if kind == "cifar10" else _decode_imagefolder(root)
-    _write_atomic(cached, data)
+    key = _fingerprint(kind, root, files)
+    cached = cache_dir() / f"cifar10-{key}.pt"
+    data = _read_cache_or_none(cached)
+    if data is not None:
+        return data
+    with _once(f"decode-{key}", f"decoding {root} into the cache", say):
+        data = _read_cache_or_none(cached)  # decoded by the process we waited for
+        if data is None:
+            say(f"data: decoding {root} into the cache (once: other workers wait and reuse it)")
+            data = _decode_official(root) if kind == "cifar10" else _decode_imagefolder(root)
+            _write_atomic(cached, data)
     return data
+
+
+def _read_cache_or_none(cached: Path) -> Dataset | None:
+    if not cached.exists():
+        return None
+    try:
+        return _read_cache(cached)
+    except Exception:  # a torn or foreign file: decode again and overwrite it
+        cached.unlink(missing_ok=True)
+        return None
 
 
 def _is_archive(path: Path) -> bool:
@@ -182,34 +222,39 @@ def _fingerprint(kind: str, root: Path, files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _unpack(archive: Path) -> Path:
+def _unpack(archive: Path, say: Callable[[str], None]) -> Path:
     """Unpack ``archive`` once into the cache; return the folder that holds train/ and test/."""
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     target = cache_dir() / "unpacked" / key.hexdigest()[:16]
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpacking-"))
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-            shutil.rmtree(staging, ignore_errors=True)
-            # tarfile lists every compression it tried, one line each: keep the first.
-            reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else ""
-            raise SweeperError(
-                f"cannot unpack {archive} ({reason or type(err).__name__}): not a readable "
-                f"tar archive; {HOW_TO_FIX}"
-            ) from None
-        try:
-            staging.rename(target)
-        except OSError:  # another worker unpacked it first
-            shutil.rmtree(staging, ignore_errors=True)
+        with _once(f"unpack-{target.name}", f"unpacking {archive}", say):
+            if not target.exists():  # else unpacked by the process we waited for
+                say(f"data: unpacking {archive} (once: other workers wait and reuse it)")
+                _unpack_into(archive, target)
     candidates = [target, *sorted(p for p in target.iterdir() if p.is_dir())]
     for candidate in candidates:
         if (candidate / "train").is_dir() or (candidate / OFFICIAL_TEST).exists():
             return candidate
     raise SweeperError(f"{archive} holds no train/ and test/ folders; {HOW_TO_FIX}")
+
+
+def _unpack_into(archive: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A staging folder renamed at the end: an interrupted unpack never looks finished.
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpacking-"))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        # tarfile lists every compression it tried, one line each: keep the first.
+        reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else ""
+        raise SweeperError(
+            f"cannot unpack {archive} ({reason or type(err).__name__}): not a readable "
+            f"tar archive; {HOW_TO_FIX}"
+        ) from None
+    staging.rename(target)
 
 
 def _read_batch(file: Path) -> tuple[torch.Tensor, torch.Tensor]:

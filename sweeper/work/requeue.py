@@ -4,13 +4,13 @@ Contract:
 
 - ``requeue(study, storage, trial, reason, max_retry)`` takes a trial that has just been
   failed (by this worker: a signal or a database outage interrupted it; or by ``reap``: its
-  worker went silent) and queues a WAITING copy with the same parameters and user
-  attributes (so the same seed and batch order), and ``failed_trial`` / ``retry_history``
-  system attributes as Optuna's ``RetryHeartbeatStaleTrialCallback`` writes them (so
-  Optuna's ``RetryFailedTrialCallback.retry_history`` reads them). The failed trial records
+  worker went silent) and queues a WAITING copy with the same parameters and user attributes
+  (so the same seed and batch order; not its provenance: where it ran), and ``failed_trial`` /
+  ``retry_history`` system attributes as Optuna's ``RetryHeartbeatStaleTrialCallback`` writes
+  them (so Optuna's ``RetryFailedTrialCallback.retry_history`` reads them). The failed trial records
   ``fail_reason`` ("<reason>; re-queued as trial N") and ``requeued_as`` (N), so it does not
-  use up the budget (its copy does). Past ``max_retry`` retries of one series no copy is
-  made and the reason says so; that failure then counts.
+  use up the budget (its copy does). Past ``max_retry`` retries of one series no copy is made
+  and the reason says so; that failure then counts.
 - ``reap(study, storage, grace_period, max_retry)`` fails every running trial whose
   heartbeat is older than the grace period, or that never sent one and started longer ago
   than that (a worker that lost the database right after claiming it), and re-queues each.
@@ -65,10 +65,12 @@ def requeue(
         state=TrialState.WAITING,
         params=failed.params,
         distributions=failed.distributions,
+        # Not where the original ran (worker, cluster task, device...): the copy records
+        # its own when it starts, and until then names no task whose log is not its own.
         user_attrs={
             k: v
             for k, v in failed.user_attrs.items()
-            if k not in (attrs.FAIL_REASON, attrs.REQUEUED_AS)
+            if k not in (attrs.FAIL_REASON, attrs.REQUEUED_AS, *attrs.PROVENANCE)
         },
         system_attrs=system_attrs,
     )

@@ -63,7 +63,7 @@ from sweeper.train.trainer import EpochResult, Trainer
 from sweeper.work import confirm, requeue
 from sweeper.work.checkpoints import Checkpoint, CheckpointStore
 from sweeper.work.progress import LOADING_DATA, Progress
-from sweeper.work.provenance import provenance, worker_id
+from sweeper.work.provenance import cluster_task, provenance, worker_id
 from sweeper.work.slot import Slot
 
 # Errors that mean "the database is unreachable", not "the trial is broken". Optuna turns some
@@ -164,7 +164,9 @@ class Worker:
         if self._data is None:
             started = time.perf_counter()
             with self.progress.waiting(LOADING_DATA):
-                data = load_dataset(self.spec.data, self.data_override).to(self.device)
+                data = load_dataset(self.spec.data, self.data_override, say=self.progress.say).to(
+                    self.device
+                )
             self._data = data
             self.progress.say(
                 f"data: {len(data.train_y)} train / {len(data.test_y)} val images from "
@@ -394,8 +396,8 @@ class Worker:
             model, optimizer_name=optimizer_name, lr=lr, weight_decay=wd, resume=resume
         )
         recorded = {
-            # Who runs it, from its start (provenance repeats it after the first epoch): a
-            # re-queued copy inherits its original's, and `sweeper status` shows this one.
+            # Who runs it, from its start (provenance repeats it after the first epoch):
+            # `sweeper status` shows it, and a trial stopped before its first epoch keeps it.
             attrs.WORKER: worker_id(),
             attrs.SEED: slot.seed,
             attrs.OPTIMIZER: optimizer_name,
@@ -403,6 +405,9 @@ class Worker:
             attrs.ORDER_SEED: trainer.order_seed,
             attrs.ORDER_EPOCH_OFFSET: slot.member.order_offset,
         }
+        task = cluster_task()
+        if task is not None:
+            recorded[attrs.CLUSTER_TASK] = task  # where its log is
         reports: dict[int, float] = {}
         if slot.checkpoint is not None:
             # The epochs its original ran are reported again, so the pruner and the

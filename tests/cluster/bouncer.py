@@ -45,22 +45,28 @@ def binary() -> str:
 
 
 @contextlib.contextmanager
-def pgbouncer(server_url: str, server_connections: int = 8) -> Iterator[str]:
-    """A PgBouncer in transaction mode with at most ``server_connections`` to the server."""
+def pgbouncer(
+    server_url: str, server_connections: int = 8, pool_mode: str = "transaction"
+) -> Iterator[str]:
+    """A PgBouncer in ``pool_mode`` (transaction, the mode sweeper needs, unless a test
+    wants another) with at most ``server_connections`` to the server."""
     server = make_url(server_url)
     folder = Path(tempfile.mkdtemp(prefix="sweeper-pgbouncer-"))
     port = _free_port()
     config = folder / "pgbouncer.ini"
     config.write_text(
         "[databases]\n"
-        f"* = host={server.host} port={server.port} user={server.username}\n"
+        f"* = host={server.host} port={server.port} user={server.username}"
+        + (f" password={server.password}" if server.password else "")
+        + "\n"
         "[pgbouncer]\n"
         "listen_addr = 127.0.0.1\n"
         f"listen_port = {port}\n"
         "unix_socket_dir =\n"
-        # The test's server trusts local connections; the pooler needs no passwords either.
+        # The pooler logs in to the server with the password above; its own clients (the
+        # test's, on 127.0.0.1) give none.
         "auth_type = any\n"
-        "pool_mode = transaction\n"
+        f"pool_mode = {pool_mode}\n"
         f"default_pool_size = {server_connections}\n"
         f"max_db_connections = {server_connections}\n"
         "max_client_conn = 1000\n"
@@ -68,6 +74,7 @@ def pgbouncer(server_url: str, server_connections: int = 8) -> Iterator[str]:
         f"logfile = {folder / 'pgbouncer.log'}\n"
         f"pidfile = {folder / 'pgbouncer.pid'}\n"
     )
+    config.chmod(0o600)  # it holds the server's password
     user: dict[str, object] = {}
     if os.geteuid() == 0:
         entry = pwd.getpwnam(SYSTEM_USER)  # made by the embedded server under root

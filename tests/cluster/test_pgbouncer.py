@@ -24,6 +24,8 @@ from clirun import one_line_error, sweeper
 from pgtools import embedded_postgres, fresh_database
 from sqlalchemy.engine import make_url
 
+from sweeper.storage import MIN_POOLER_CONNECTIONS, SETUP_PATIENCE_S
+
 MAX_CONNECTIONS = 20
 SERVER_CONNECTIONS = 8
 WORKERS = 32
@@ -51,7 +53,9 @@ def database(small_server: str) -> Iterator[str]:
 
 def _connect(url: str) -> psycopg2.extensions.connection:
     u = make_url(url)
-    return psycopg2.connect(host=u.host, port=u.port, user=u.username, dbname=u.database)
+    return psycopg2.connect(
+        host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database
+    )
 
 
 @contextlib.contextmanager
@@ -250,3 +254,41 @@ def test_too_many_connections_is_one_line_that_says_what_to_do(database: str) ->
     line = one_line_error(result)
     assert "too many connections" in line
     assert "PgBouncer" in line and "max_connections" in line
+
+
+# -- a misconfigured pooler --------------------------------------------------------------------
+
+
+def test_a_pool_too_small_for_the_set_up_is_one_line_naming_the_settings(database: str) -> None:
+    """Transaction mode with 2 server connections: Optuna's set-up holds one while it opens
+    another under sweeper's set-up lock (3 at once), so it can never finish."""
+    with pgbouncer(database, MIN_POOLER_CONNECTIONS - 1) as url:
+        started = time.monotonic()
+        result = sweeper("studies", "--storage", url, timeout=600)
+        took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = one_line_error(result)
+    assert f"waited {SETUP_PATIENCE_S:g} s for the database" in line, line
+    assert "pool_mode = transaction" in line and f"at least {MIN_POOLER_CONNECTIONS}" in line
+    assert "server closed the connection" not in line
+    assert took >= SETUP_PATIENCE_S  # it gave the set-up its full patience first
+
+
+def test_a_session_mode_pooler_held_by_other_clients_is_one_line(database: str) -> None:
+    """Session mode pins a server connection to each client: with every one held (as a
+    fleet's pools hold them), the next process's set-up waits; it says why."""
+    with pgbouncer(database, SERVER_CONNECTIONS, pool_mode="session") as url:
+        held = [_connect(url) for _ in range(SERVER_CONNECTIONS)]
+        try:
+            for conn in held:  # a query gives each client its server connection
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+            result = sweeper("studies", "--storage", url, timeout=600)
+        finally:
+            for conn in held:
+                conn.close()
+        assert result.returncode == 1, result.stdout + result.stderr
+        line = one_line_error(result)
+        assert "pool_mode = transaction" in line and "session mode pins" in line, line
+        # With the clients gone the same pooler serves the set-up (3 server connections).
+        assert sweeper("studies", "--storage", url).returncode == 0

@@ -9,8 +9,8 @@ one-node cluster by the tests (``slurmtools.py``), CPU tasks, a real PostgreSQL.
 - A task cancelled mid-trial (``scancel``): its trial is failed and re-queued, another task
   resumes it from its checkpoint, and the study still ends at exactly its budget.
 
-The storage URLs carry a password the test servers ignore (they trust local connections),
-so a leak would show.
+The storage URLs carry the server's password (or one a server that trusts local connections
+ignores), so a leak would show.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pgtools import admin_connect
 from slurmtools import PARTITION, Cluster
 from sqlalchemy.engine import make_url
 
-from sweeper.cluster.slurm import SIGNAL_LEAD_S, ArrayJob, render_script
+from sweeper.cluster.slurm import SIGNAL_LEAD_S, ArrayJob, _gpus_per_node, render_script
 from sweeper.errors import UsageError
 
 SPEC = """
@@ -164,6 +164,7 @@ def test_defaults_one_gpu_no_limit_and_short_limits_skip_the_early_signal() -> N
         ({"sbatch": ("--mem=1G\n--array=0-99",)}, "--sbatch must be one line"),
         ({"sbatch": ("--exp=NONE",)}, "the script sets --array (use --tasks), --export"),
         ({"sbatch": ("-a0-9",)}, "the script sets --array"),
+        ({"sbatch": ("--export-file=/tmp/env",)}, "--export (the storage URL travels"),
         ({"sbatch": ("mem=1G",)}, "--sbatch takes an sbatch option"),
         ({"sbatch": ("--",)}, "--sbatch takes an sbatch option"),
         ({"sbatch": ("#SBATCH",)}, "--sbatch takes an sbatch option"),
@@ -225,6 +226,7 @@ def test_a_dry_run_prints_the_script_and_creates_nothing(storage_url: str, tmp_p
         (("--tasks", "0"), "--tasks: must be an integer in 1..1000 (got '0')"),
         (("--tasks", "3", "--sbatch=--mem=1G\n--array=0-99"), "--sbatch must be one line"),
         (("--tasks", "3", "--sbatch=--array=0-99"), "the script sets --array (use --tasks)"),
+        (("--tasks", "3", "--sbatch=--export=NONE"), "--export (the storage URL travels"),
         (("--tasks", "3", "--gpus-per-task", "0", "--device", "cuda"), "needs a GPU per task"),
         (("--tasks", "3", "--device", "cpu"), "the GPUs would sit idle"),
         (("--tasks", "3", "--device", "cuda:1"), "each task sees only its own 1 GPUs"),
@@ -260,7 +262,55 @@ def test_a_missing_spec_or_a_bad_url_is_one_line_without_the_password(
     assert _tables(storage_url) == 0
 
 
+def test_data_missing_on_the_submit_host_is_refused_and_never_made(
+    storage_url: str, tmp_path: Path
+) -> None:
+    url, _ = _with_password(storage_url)
+    spec = _spec(tmp_path, "no-data", budget=2, epochs=1)
+    missing = tmp_path / "shared" / "cifar10"
+    for extra in ((), ("--dry-run",)):
+        result = sweeper(
+            "slurm", str(spec), "--tasks", "2", "--gpus-per-task", "0", "--data", str(missing),
+            "--storage", url, *extra, env=NO_SLURM,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"--data {missing}: no such file or folder on this host" in one_line_error(result)
+    assert not (tmp_path / "shared").exists()
+    assert _tables(storage_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "gpus"),
+    [
+        ("(null)", 0),
+        ("gpu:4", 4),
+        ("gpu:a100:2(S:0-1)", 2),
+        ("gpu:1,mps:100", 1),
+        ("gpu:a100:2(S:0,1),gpu:v100:1(S:0)", 3),
+    ],
+)
+def test_sinfo_gres_lines_are_read_as_gpus_per_node(line: str, gpus: int) -> None:
+    assert _gpus_per_node(line) == gpus
+
+
 # -- a real cluster ----------------------------------------------------------------------------
+
+
+def test_gpus_a_cpu_only_cluster_lacks_are_refused_before_the_study_exists(
+    slurm_cluster: Cluster, storage_url: str, tmp_path: Path
+) -> None:
+    url, secret = _with_password(storage_url)
+    spec = _spec(tmp_path, "no-gpus", budget=2, epochs=1)
+    result = sweeper(
+        "slurm", str(spec), "--tasks", "2", "--partition", PARTITION, "--storage", url,
+        env={"SLURM_CONF": str(slurm_cluster.conf)},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = one_line_error(result)
+    assert f"partition {PARTITION} offers no GPUs" in line and "--gpus-per-task 0" in line, line
+    assert secret not in line
+    assert _tables(storage_url) == 0
+    assert slurm_cluster.run("squeue", "--noheader").strip() == ""
 
 
 def _submit(cluster: Cluster, spec: Path, url: str, *flags: str, **env: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy as sa
-from clirun import SCRIPT, one_line_error, sweeper
+from clirun import SCRIPT, finish, one_line_error, start_and_wait_for, sweeper
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -189,7 +189,12 @@ def test_the_numbers_are_exact(fleet: Fleet) -> None:
     assert 7200 <= silent["running_s"] < 7200 + 30
     assert s["stale"] == sorted([fleet.running["stale"], fleet.running["silent"]])
     assert s["waiting"] == [
-        {"number": fleet.waiting_copy, "retry_of": fleet.interrupted, "replicate_of": None}
+        {
+            "number": fleet.waiting_copy,
+            "retry_of": fleet.interrupted,
+            "copy_of": fleet.interrupted,
+            "replicate_of": None,
+        }
     ]
     # Rate: 6 complete + 1 pruned + 1 failed for good in the last 10 minutes (the re-queued
     # failure is not a finished trial), over the whole window: 8 / 10 min.
@@ -245,7 +250,7 @@ def test_the_table_groups_workers_by_host(fleet: Fleet) -> None:
     assert rows["-"].split()[1:4] == [str(fleet.running["silent"]), "0/4", "none"]
     assert rows["alpha:102"].rstrip().endswith("STALE")
     assert "STALE" not in rows["alpha:101"] and "STALE" not in rows["beta:7"]
-    assert f"waiting: 1: {fleet.waiting_copy} (retry of {fleet.interrupted})" in lines
+    assert f"waiting: 1: {fleet.waiting_copy} (copy of {fleet.interrupted})" in lines
     assert "rate: 0.8 trials/min over the last 10 min (8 finished)" in lines
     assert lines[-1].startswith("ETA: 11.2 min (9 trials to finish")
 
@@ -299,7 +304,8 @@ def test_watch_refreshes_until_ctrl_c(fleet: Fleet) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2(fleet: Fleet) -> None:
-    secret = "s3cret-pw"
+    # The server's own password (the embedded server asks for one), or one it ignores.
+    secret = make_url(fleet.url).password or "s3cret-pw"
     with_password = make_url(fleet.url).set(password=secret).render_as_string(False)
     cases = {
         ("--study", "nope", "--storage", with_password): "no study named 'nope'",
@@ -395,3 +401,104 @@ def test_a_large_study_is_read_in_a_few_queries(storage_url: str) -> None:
     # with 10x headroom; 1 s is over 10x the slowest loaded read seen.
     assert mine / optuna_s < 0.1, measured
     assert mine < 1.0, measured
+
+
+# -- a real worker in a scheduler's task ---------------------------------------------------------
+
+TASK_SPEC = """
+[study]
+name = "tasks"
+n_trials = 1
+[sampler]
+kind = "random"
+seed = 2
+[pruner]
+kind = "none"
+[training]
+epochs = 2
+[storage]
+heartbeat_interval = 2
+grace_period = 600
+"""
+
+
+@pytest.fixture(scope="module")
+def long_epoch_data(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """3,000 training images: a first epoch takes seconds, far longer than it takes the test
+    to see the trial start and freeze its worker."""
+    from tinydata import write_official
+
+    return write_official(tmp_path_factory.mktemp("long"), per_class_train=300)
+
+
+def _started_trial(url: str, proc: subprocess.Popen[str]) -> optuna.trial.FrozenTrial:
+    """The running trial, once its start is recorded (polled: the event, not a clock)."""
+    study = optuna.load_study(study_name="tasks", storage=url)
+    while proc.poll() is None:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if attrs.WORKER in t.user_attrs:
+                return t
+        time.sleep(0.05)
+    pytest.fail(f"the worker exited ({proc.returncode}) before its trial started")
+
+
+def test_a_trial_names_its_cluster_task_from_its_start_and_its_copy_names_it(
+    storage_url: str, long_epoch_data: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The variables SLURM sets in array task 812_3.
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "812")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    spec = tmp_path / "tasks.toml"
+    spec.write_text(TASK_SPEC)
+    proc = start_and_wait_for(
+        ["run", str(spec), "--storage", storage_url, "--data", str(long_epoch_data)], "seed"
+    )
+    try:
+        started = _started_trial(storage_url, proc)
+        proc.send_signal(signal.SIGSTOP)  # hold it inside its first epoch while we look
+        assert started.intermediate_values == {}
+        running = _status_of(storage_url, "tasks")["running"]
+        assert [(t["number"], t["task"]) for t in running] == [(started.number, "slurm 812_3")]
+        table = sweeper("status", "--study", "tasks", "--storage", storage_url).stdout
+        row = next(line for line in table.splitlines() if line.startswith("    ") and "0/2" in line)
+        assert "slurm 812_3" in row, table
+        listed = _trials_of(storage_url)
+        assert listed[started.number]["task"] == "slurm 812_3"
+        proc.send_signal(signal.SIGTERM)  # stopped before its first epoch: re-queued
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    code, rest = finish(proc)
+    assert code == 130, rest
+
+    study = optuna.load_study(study_name="tasks", storage=storage_url)
+    original = study.trials[started.number]
+    assert original.state == TrialState.FAIL and original.intermediate_values == {}
+    assert original.user_attrs[attrs.CLUSTER_TASK] == "slurm 812_3"
+    copy = study.trials[original.user_attrs[attrs.REQUEUED_AS]]
+    assert copy.state == TrialState.WAITING
+    assert attrs.CLUSTER_TASK not in copy.user_attrs  # it has not run anywhere yet
+    assert _status_of(storage_url, "tasks")["waiting"] == [
+        {
+            "number": copy.number,
+            "retry_of": original.number,
+            "copy_of": original.number,
+            "replicate_of": None,
+        }
+    ]
+    table = sweeper("status", "--study", "tasks", "--storage", storage_url).stdout
+    assert f"waiting: 1: {copy.number} (copy of {original.number})" in table.splitlines()
+    listed = _trials_of(storage_url)
+    assert listed[copy.number]["copy_of"] == original.number and listed[copy.number]["task"] is None
+    assert listed[original.number]["task"] == "slurm 812_3"
+
+
+def _status_of(url: str, study: str) -> dict[str, Any]:
+    result = sweeper("status", "--study", study, "--storage", url, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def _trials_of(url: str) -> dict[int, dict[str, Any]]:
+    result = sweeper("trials", "--study", "tasks", "--storage", url, "--format", "json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return {row["number"]: row for row in json.loads(result.stdout)}

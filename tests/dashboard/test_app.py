@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import optuna
 import pytest
+
+from sweeper.dashboard.app import MAX_CONNECTIONS
 
 from .factory import SWEEP, add_sweep, make_trial
 from .live import dashboard
@@ -127,3 +133,47 @@ def test_a_large_study_answers_at_once_and_draws_in_the_background(
     assert doc["n_trials"] > 0 and "summary-counts" in doc["summary_html"]
     again = source.payload(SWEEP)
     assert json.loads(again) == doc and source._cache[SWEEP].building is None
+
+
+IDLE_SOCKETS = 300  # several times the cap; each half sends half a request and stalls
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("Threads:", 1)[1].split()[0])
+
+
+def test_idle_connections_cannot_starve_a_visitor(shared_url: str) -> None:
+    with dashboard("--storage", shared_url) as live, contextlib.ExitStack() as held:
+        address = urllib.parse.urlsplit(live.url)
+        before = _threads(live.process.pid)
+        idle = []
+        for i in range(IDLE_SOCKETS):
+            sock = held.enter_context(socket.create_connection((address.hostname, address.port)))
+            if i % 2:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            idle.append(sock)
+        status, _, page = get(live.url)
+        assert status == 200 and b"cifar10-adamw" in page
+        # Bounded: at most a thread per admitted connection (the uncapped server held one
+        # per socket, for good). Evicted connections' threads end once scheduled: wait for
+        # that, with a bound that only a leak would reach.
+        bound = before + MAX_CONNECTIONS
+        deadline = time.monotonic() + 120
+        while (threads := _threads(live.process.pid)) > bound and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert threads <= bound, (threads, before)
+        # The oldest idle ones were closed to make room: they read end-of-file.
+        closed = 0
+        for sock in idle:
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # still open: among the newest
+                closed += sock.recv(1) == b""
+        assert closed >= IDLE_SOCKETS - MAX_CONNECTIONS, closed
+
+
+def test_it_serves_on_ipv6_loopback(shared_url: str) -> None:
+    with dashboard("--storage", shared_url, "--host", "::1") as live:
+        assert live.url.startswith("http://[::1]:")
+        status, _, page = get(live.url)
+        assert status == 200 and b"cifar10-adamw" in page

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -117,3 +119,49 @@ def test_wrong_image_size(tmp_path: Path) -> None:
     odd.write_bytes(encode_png(torch.zeros(3, 16, 16, dtype=torch.uint8)).numpy().tobytes())
     with pytest.raises(SweeperError, match="is 16x16 pixels; CIFAR-10 images are 32x32"):
         load_dataset(DataSpec(), str(root))
+
+
+# Each process loads the archive once the test says "go" and prints what it did.
+STAGE = """
+import sys
+from sweeper.spec import DataSpec
+from sweeper.train.data import load_dataset
+print("ready", flush=True)
+sys.stdin.readline()
+data = load_dataset(DataSpec(), sys.argv[1], say=print)
+print("sum", int(data.train_x.sum()), len(data.train_y), flush=True)
+"""
+PROCESSES = 4  # tasks of one array that start together on one host
+
+
+def test_an_archive_is_unpacked_and_decoded_once_by_workers_starting_together(
+    tmp_path: Path,
+) -> None:
+    # Large enough that a decode outlasts the others' start (1,000 JPEGs: about a second).
+    root = write_imagefolder(tmp_path / "tree", per_class_train=80, per_class_test=20)
+    archive = tmp_path / "cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="cifar10")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STAGE, str(archive)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCESSES)
+    ]
+    for proc in procs:  # every one imported and waits: the start is simultaneous
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    said = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), said
+    lines = [line for text in said for line in text.splitlines()]
+    assert sum(line.startswith("data: unpacking") for line in lines) == 1, said
+    assert sum(line.startswith("data: decoding") for line in lines) == 1, said
+    assert len({line for line in lines if line.startswith("sum ")}) == 1, said  # same data
+    assert len(list((cache_dir() / "unpacked").iterdir())) == 1  # no staging left behind
+    assert len(list(cache_dir().glob("cifar10-*.pt"))) == 1

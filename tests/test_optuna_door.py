@@ -199,7 +199,7 @@ def test_claimed_trials_are_the_trials_ask_would_start(storage_url: str) -> None
     queue order, with their fixed parameters and user attributes; then a new trial whose
     parameters the same seeded sampler draws; all RUNNING with a start time."""
     twins = _twins(storage_url)
-    claimed = _claim(twins, 3)
+    claimed = _claim(twins, 1) + _claim(twins, 2)  # one queued trial, then the other and a new one
     asked = [twins.api.ask() for _ in range(3)]
     assert [t.number for t in claimed] == [t.number for t in asked] == [1, 2, 3]
     for trial in (*claimed, *asked):

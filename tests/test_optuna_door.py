@@ -364,3 +364,28 @@ def test_the_fleet_and_stale_reads_agree_with_optuna(storage_url: str) -> None:
     assert _optuna.stale_trials(storage.engine, study_id, 3600.0) == []
     stale = _optuna.stale_trials(storage.engine, study_id, -1.0)
     assert [(n, beat) for _, n, beat in stale] == [(running.number, None)]
+
+
+def test_the_reader_opens_only_the_schema_this_optuna_writes(storage_url: str) -> None:
+    """``open_reader``: None on an empty database, an unreachable server or an older
+    schema (the usual opener then creates, upgrades or explains); on this Optuna's schema a
+    storage whose reads equal ``RDBStorage``'s, found without alembic."""
+    from sweeper._optuna.reader import head_revision, open_reader
+
+    assert open_reader(storage_url) is None  # no tables yet
+    assert open_reader("postgresql+psycopg2://nobody@127.0.0.1:1/none") is None
+    storage = optuna.storages.RDBStorage(storage_url)
+    assert head_revision() == storage.get_head_version() == storage.get_current_version()
+    study = optuna.create_study(storage=storage, study_name="read", direction="maximize")
+    study.set_user_attr("spec", {"name": "read"})
+    study.add_trials(synthetic_trials(8, optimizers=("adamw", "adam"), n_failed=1, epochs=3))
+    reader = open_reader(storage_url)
+    assert reader is not None
+    through = optuna.load_study(study_name="read", storage=reader)
+    assert through.user_attrs == study.user_attrs
+    assert through.best_trial.number == study.best_trial.number
+    assert read_trials(reader, "read") == read_trials(storage, "read")
+    assert through.get_trials(deepcopy=False) == study.get_trials(deepcopy=False)
+    with storage.engine.begin() as conn:  # a schema an older Optuna left
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    assert open_reader(storage_url) is None

@@ -12,6 +12,7 @@ Optuna's private modules and tables.
 - ``record``: a pack's epoch in one round trip; notes on finished trials.
 - ``fleet``: stale running trials; the fleet's rows for ``sweeper status``.
 - ``read``: a study's trials in one consistent pass; its fingerprint; rows for ``best``.
+- ``reader``: a storage for commands that only read, without Optuna's set-up work.
 """
 
 from __future__ import annotations

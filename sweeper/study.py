@@ -286,25 +286,6 @@ def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
 
 # -- the global budget -----------------------------------------------------------------------
 
-# A trial uses up the budget when it ran or will run: finished, running, queued, or failed for
-# good (the worker recorded a reason). A trial failed through no fault of its own (its worker
-# died, was stopped, or lost the database) does not: it names the copy that runs in its place.
-# Seed replicates (sweeper.work.confirm) have a budget of their own.
-_BUDGET_SQL = sqlalchemy.text(
-    """
-    SELECT count(*) FROM trials t
-    WHERE t.study_id = :study_id
-      AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r
-                      WHERE r.trial_id = t.trial_id AND r.key = :replicate)
-      AND (t.state IN ('COMPLETE', 'PRUNED', 'RUNNING', 'WAITING')
-           OR (t.state = 'FAIL'
-               AND EXISTS (SELECT 1 FROM trial_user_attributes a
-                           WHERE a.trial_id = t.trial_id AND a.key = :reason)
-               AND NOT EXISTS (SELECT 1 FROM trial_user_attributes a
-                               WHERE a.trial_id = t.trial_id AND a.key = :requeued)))
-    """
-)
-
 
 def _lock_key(study_name: str) -> int:
     digest = hashlib.sha256(f"sweeper:{study_name}".encode()).digest()
@@ -340,13 +321,14 @@ class Budget:
             return int(self._count(conn))
 
     def _count(self, conn: sqlalchemy.Connection) -> int:
-        params = {
-            "study_id": self.study_id,
+        # A trial uses up the budget when it ran or will run; one failed through no fault of
+        # its own names the copy that runs in its place; seed replicates have their own.
+        keys = {
             "reason": attrs.FAIL_REASON,
             "requeued": attrs.REQUEUED_AS,
             "replicate": attrs.REPLICATE_OF,
         }
-        return int(conn.execute(_BUDGET_SQL, params).scalar_one())
+        return _optuna.budget_used(conn, self.study_id, keys)
 
     def claim(self, wanted: int = 1) -> list[optuna.Trial]:
         """Start up to ``wanted`` trials: queued ones first, then new ones while the budget

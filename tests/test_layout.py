@@ -6,6 +6,8 @@
 - Optuna's internals are reached from one place only, the door ``sweeper/_optuna/``: no
   other module imports an underscore module of Optuna or reads a private attribute of an
   Optuna object (``_storage``, ``_trial_id``, ``_study_id``, ``_backend``).
+- Every SQL statement against Optuna's tables is in the door too: no other module names one
+  of Optuna's tables in SQL or uses Optuna's table models (``*Model``, ``rdb_models``).
 - One room per view: each module under ``sweeper/views/`` stays under 600 lines.
 - A trial's life is written once: one worker module and one trainer module.
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +41,15 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("cli",),
 )
 MAX_VIEW_LINES = 600
+# Optuna's RDB schema (optuna/storages/_rdb/models.py), named after a SQL keyword.
+OPTUNA_TABLES = re.compile(
+    r"\b(?:from|join|into|update|table|exists)\s*\(?\s*"
+    r"(?:studies|study_directions|study_user_attributes|study_system_attributes|trials"
+    r"|trial_params|trial_values|trial_intermediate_values|trial_user_attributes"
+    r"|trial_system_attributes|trial_heartbeats|version_info|alembic_version)\b",
+    re.IGNORECASE,
+)
+OPTUNA_MODEL = re.compile(r"^(?:Study|Trial|Version)\w*Model$|^rdb_models$")
 
 
 def _modules() -> dict[str, Path]:
@@ -119,6 +131,32 @@ def test_no_import_circle() -> None:
         if name not in state:
             visit(name, [name])
     assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def _names_optuna_tables(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found += [
+                f"{path.name}:{node.lineno} SQL on {m.group(0)!r}"
+                for m in OPTUNA_TABLES.finditer(node.value)
+            ]
+        name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+        if isinstance(name, str) and OPTUNA_MODEL.match(name):
+            found.append(f"{path.name}:{node.lineno} uses Optuna's table model {name}")
+    return found
+
+
+def test_only_the_door_names_optuna_s_tables() -> None:
+    outside = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if DOOR not in path.parents
+        for hit in _names_optuna_tables(path)
+    ]
+    assert not outside, "state these through sweeper/_optuna/:\n" + "\n".join(outside)
+    inside = [hit for path in sorted(DOOR.glob("*.py")) for hit in _names_optuna_tables(path)]
+    assert len(inside) >= 10, inside  # the door's own statements are what this test looks for
 
 
 def test_each_view_is_one_room_of_bounded_size() -> None:

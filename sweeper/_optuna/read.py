@@ -7,7 +7,7 @@ Promises:
   it field by field), in a few plain SELECTs inside one REPEATABLE READ transaction, so the
   trials are one consistent snapshot even while workers write.
 - It reads Optuna's tables through Optuna's own table definitions and value decoders
-  (``sweeper._optuna.rdb_models``, the one door to Optuna's internals): a schema change in
+  (``rdb_models``, inside the one door to Optuna's internals): a schema change in
   a new Optuna release changes them too, and the equality test fails loudly rather than the
   views showing wrong numbers.
 
@@ -30,8 +30,20 @@ import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import _optuna
 from sweeper.errors import UsageError
+
+
+def rdb_models() -> Any:
+    """Optuna's SQLAlchemy table models, for one-query reads of a whole study.
+
+    Why: the ORM path (``get_trials``) issues several queries per call and builds every
+    ``FrozenTrial``; the dashboard reads tens of thousands of trials at once
+    (``sweeper._optuna.read``). The schema is versioned by Optuna
+    (``version_info``); a new release that changes it fails that module's equality test.
+    """
+    from optuna.storages._rdb import models
+
+    return models
 
 
 @functools.lru_cache(maxsize=256)
@@ -121,7 +133,7 @@ def read_trials(
     ``system_attrs=False`` leave those dicts empty, ``user_keys`` keeps only those user
     attributes. Raises ``UsageError`` when the storage has no such study.
     """
-    study_id, models = _study_id(storage, name), _optuna.rdb_models()
+    study_id, models = _study_id(storage, name), rdb_models()
     trials_t = models.TrialModel.__table__
     params_t = models.TrialParamModel.__table__
     values_t = models.TrialValueModel.__table__
@@ -248,7 +260,7 @@ def fingerprint(storage: optuna.storages.RDBStorage, name: str) -> tuple[Any, ..
     reading every trial): the live page polls with this and re-reads only on a change.
     Raises ``UsageError`` when the storage has no such study.
     """
-    study_id, models = _study_id(storage, name), _optuna.rdb_models()
+    study_id, models = _study_id(storage, name), rdb_models()
     trials_t = models.TrialModel.__table__
     inter_t = models.TrialIntermediateValueModel.__table__
     user_t = models.TrialUserAttributeModel.__table__
@@ -299,7 +311,7 @@ def read_runs(
     (trial_id, key)): what ``sweeper best`` needs of 100,000 trials without building a
     ``FrozenTrial`` for each. Raises ``UsageError`` when the storage has no such study.
     """
-    study_id, models = _study_id(storage, name), _optuna.rdb_models()
+    study_id, models = _study_id(storage, name), rdb_models()
     trials_t = models.TrialModel.__table__
     values_t = models.TrialValueModel.__table__
     params_t = models.TrialParamModel.__table__

@@ -133,6 +133,17 @@ def _open(args: argparse.Namespace) -> Any:
     return open_storage(args.storage)
 
 
+def _open_to_read(args: argparse.Namespace) -> Any:
+    """The storage for a command that only reads and then exits: without Optuna's table
+    creation and alembic's schema check when the database already holds this Optuna's
+    schema (``_optuna.reader``), else opened as every command opens it (which creates the
+    tables, or explains in one line why it cannot)."""
+    from sweeper._optuna.reader import open_reader
+    from sweeper.storage import resolve_url
+
+    return open_reader(resolve_url(args.storage)) or _open(args)
+
+
 def _load(storage: Any, name: str) -> Any:
     from sweeper.study import load_study
 
@@ -142,7 +153,7 @@ def _load(storage: Any, name: str) -> Any:
 def _snapshot(args: argparse.Namespace) -> Any:
     from sweeper.snapshot import snapshot
 
-    storage = _open(args)
+    storage = _open_to_read(args)
     return snapshot(_load(storage, args.study), storage)
 
 
@@ -342,7 +353,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     from sweeper.snapshot import runs_from_storage, snapshot
     from sweeper.study import best_trial_row
 
-    storage = _open(args)
+    storage = _open_to_read(args)
     study = _load(storage, args.study)
     row = best_trial_row(study)  # raises the one-line error when nothing completed yet
     margin = args.margin / 100.0  # points -> accuracy units

@@ -1,8 +1,10 @@
-"""``sweeper report`` and ``sweeper importance`` through the real console script."""
+"""The views' commands (``sweeper best``, ``report``, ``importance``) through the console script."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -213,3 +215,24 @@ def test_importance_and_report_on_equal_values_exit_0(storage_url: str, tmp_path
     assert doc["optimizer_interaction"]["shares"]["optimizer x weight_decay"]["shown"] is True
     table = sweeper("importance", "--study", "split", "--storage", storage_url).stdout
     assert "adam (16 runs): lr " in table and "across optimizers" in table
+
+
+@pytest.mark.parametrize("command", ["best", "importance", "report"])
+def test_read_only_commands_skip_optuna_s_schema_set_up(
+    command: str, shared_url: str, tmp_path: Path
+) -> None:
+    """On a database that holds this Optuna's schema, the commands that only read open it
+    without table creation and alembic's schema check (``_optuna.reader``): alembic is
+    never imported. Checked in a fresh interpreter, through the console script's ``main``."""
+    code = (
+        "import sys\n"
+        "from sweeper.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "assert 'alembic' not in sys.modules, 'alembic was imported'\n"
+        "sys.exit(code)\n"
+    )
+    args = [command, "--study", "adam-vs-adamw", "--storage", shared_url]
+    if command == "report":
+        args += ["-o", str(tmp_path / "r.html")]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

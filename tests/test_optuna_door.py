@@ -347,9 +347,12 @@ def test_the_fleet_and_stale_reads_agree_with_optuna(storage_url: str) -> None:
     running.report(0.5, 1)
     study.enqueue_trial({})
     study_id = storage.get_study_id_from_name("fleet")
+    running.set_user_attr(attrs.CLUSTER_TASK, "slurm 7_1")
     keys = {
         "worker": attrs.WORKER,
+        "task": attrs.CLUSTER_TASK,
         "retry": "failed_trial",
+        "history": "retry_history",
         "replicate": attrs.REPLICATE_OF,
         "requeued": attrs.REQUEUED_AS,
     }
@@ -358,7 +361,7 @@ def test_the_fleet_and_stale_reads_agree_with_optuna(storage_url: str) -> None:
     )
     states = collections.Counter(t.state.name for t in study.get_trials(deepcopy=False))
     assert rows["states"] == dict(states)
-    assert [(r[0], r[2]) for r in rows["running"]] == [(running.number, 1)]
+    assert [(r[0], r[2], r[3]) for r in rows["running"]] == [(running.number, "slurm 7_1", 1)]
     assert [r[0] for r in rows["waiting"]] == [running.number + 1]
     # A trial that never sent a heartbeat is stale only once older than the grace period.
     assert _optuna.stale_trials(storage.engine, study_id, 3600.0) == []

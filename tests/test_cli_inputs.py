@@ -10,6 +10,10 @@ environment values are filled in per case; ``SECRET`` is a password every check 
 
 from __future__ import annotations
 
+import os
+import pickle
+import shlex
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,4 +197,36 @@ def test_a_tar_of_the_wrong_shape_is_one_line(
     result = sweeper("run", str(path), "--storage", storage_url, "--data", str(archive))
     assert result.returncode == 1
     assert "holds no train/ and test/ folders" in one_line_error(result)
+    assert optuna.get_all_study_names(storage_url) == [], "no study before the data are good"
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>``: what a crafted python batch could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+@pytest.mark.parametrize("file", ["data_batch_1", "batches.meta"])
+def test_a_malicious_python_batch_is_refused_without_running(
+    file: str, storage_url: str, tmp_path: Path, tiny_official: Path
+) -> None:
+    """A pickle that names a callable beyond numpy's array reconstructors is exit 2, one line,
+    before any study exists, and its payload never runs."""
+    data = tmp_path / "evil"
+    shutil.copytree(tiny_official, data)
+    marker = tmp_path / "payload-ran"
+    batch = data / "cifar-10-batches-py" / file
+    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"label_names": _Payload(marker)}))
+    path = tmp_path / "s.toml"
+    path.write_text(spec())
+    result = sweeper("run", str(path), "--storage", storage_url, "--data", str(data))
+    assert result.returncode == 2, result.stderr
+    line = one_line_error(result)
+    assert f"refusing {batch}: not a plain CIFAR-10 python batch (it asks for " in line, line
+    assert "system" in line, line
+    assert not marker.exists(), "the pickle's payload ran"
     assert optuna.get_all_study_names(storage_url) == [], "no study before the data are good"

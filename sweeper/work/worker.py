@@ -61,7 +61,13 @@ from sweeper.train.model import SimpleCNN
 from sweeper.train.optimizers import implementation_name
 from sweeper.train.trainer import EpochResult, Trainer
 from sweeper.work import attrs, confirm, requeue
-from sweeper.work.checkpoints import Checkpoint, CheckpointStore
+from sweeper.work.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointStore,
+    Owner,
+    study_identity,
+)
 from sweeper.work.progress import LOADING_DATA, Progress
 from sweeper.work.provenance import provenance, worker_id
 from sweeper.work.slot import Slot
@@ -154,6 +160,7 @@ class Worker:
         self.budget = Budget(study, storage, budget if budget is not None else self.spec.budget)
         self.device = resolve_device(device or self.spec.training.device)
         self.checkpoints = checkpoints or CheckpointStore()
+        self.identity = study_identity(storage, study.study_name)  # binds its checkpoints
         self.progress = progress or Progress()
         self.data_override = data_override
         self._data: Dataset | None = None
@@ -362,7 +369,7 @@ class Worker:
         trial = slot.trial
         lr, wd, optimizer_name = self._sample(trial)
         if slot.series != trial.number:
-            slot.checkpoint = self.checkpoints.load(self.study.study_name, slot.series)
+            slot.checkpoint = self._resume_point(slot)
         retry = f" | retry of trial {slot.series}" if slot.series != trial.number else ""
         replicate_of = trial.user_attrs.get(attrs.REPLICATE_OF)
         if replicate_of is not None:
@@ -413,6 +420,42 @@ class Worker:
         _optuna.record(self.storage.engine, [(trial, recorded, reports)])  # one round trip
         return trainer
 
+    def _owner(self, slot: Slot) -> Owner:
+        return Owner(self.study.study_name, self.identity, slot.series)
+
+    def _resume_point(self, slot: Slot) -> Checkpoint | None:
+        """``slot``'s series' checkpoint if it resumes this trial; a checkpoint that must
+        not be trained on (malformed, another trial's, as long as the trial) is ignored with
+        a warning and the trial starts over."""
+        owner = self._owner(slot)
+        try:
+            checkpoint = self.checkpoints.load(owner)
+            if checkpoint is not None:
+                checkpoint.check(SimpleCNN(), self.spec.training.epochs)
+            return checkpoint
+        except CheckpointError as err:
+            self.progress.trial(
+                slot.number,
+                f"warning: checkpoint {self.checkpoints.path(owner)} ignored ({err}); "
+                "starting over from epoch 1",
+            )
+            return None
+
+    def _save(self, slot: Slot, trainer: Trainer) -> None:
+        """Checkpoint ``slot``'s trial; when that fails (a full disk), say so once and go on
+        without checkpointing it: its earlier checkpoint, if any, stays for a retry."""
+        if not slot.checkpointing or slot.member is None:
+            return
+        try:
+            self.checkpoints.save(
+                self._owner(slot), Checkpoint(trainer.member_state(slot.member), slot.history)
+            )
+        except CheckpointError as err:
+            slot.checkpointing = False
+            self.progress.trial(
+                slot.number, f"warning: {err}; the trial goes on without checkpointing"
+            )
+
     def _record(
         self, slots: list[Slot], trainer: Trainer, results: list[EpochResult]
     ) -> list[tuple[Slot, TrialState]]:
@@ -439,13 +482,9 @@ class Worker:
             reports: dict[int, float] = {}
             if result.finite:
                 slot.history.append(result.val_accuracy)
-                if result.epoch < epochs and slot.member is not None:
+                if result.epoch < epochs:
                     # Checkpoint first: once an epoch is reported, a retry can resume after it.
-                    self.checkpoints.save(
-                        self.study.study_name,
-                        slot.series,
-                        Checkpoint(trainer.member_state(slot.member), slot.history),
-                    )
+                    self._save(slot, trainer)
                 reports[result.epoch] = result.val_accuracy
                 values[attrs.EPOCHS_RUN] = result.epoch
             entries.append((slot.trial, values, reports))
@@ -487,7 +526,7 @@ class Worker:
             self.study.tell(slot.trial, value)
         elif state is TrialState.PRUNED:
             self.study.tell(slot.trial, state=TrialState.PRUNED)
-        self.checkpoints.remove(self.study.study_name, slot.series)
+        self.checkpoints.remove(self._owner(slot))
         if trainer is not None and slot.member is not None:
             trainer.remove(slot.member)
         slots.remove(slot)

@@ -188,9 +188,13 @@ def test_an_interrupted_worker_s_trials_resume_from_their_checkpoints(
 
 
 def test_checkpoint_folders_of_different_study_names_never_collide(tmp_path: Path) -> None:
-    from sweeper.work.checkpoints import CheckpointStore
+    from sweeper.work.checkpoints import CheckpointStore, Owner
 
     store = CheckpointStore(tmp_path)
-    folders = {store.path(name, 0).parent for name in ("a/b", "a_b", "a b", "a:b", "..", ".")}
+    names = ("a/b", "a_b", "a b", "a:b", "..", ".")
+    folders = {store.path(Owner(name, "s/db/1", 0)).parent.parent for name in names}
     assert len(folders) == 6 and all(f.parent == tmp_path for f in folders), folders
-    assert store.path("cifar10-adamw", 3) == tmp_path / "cifar10-adamw" / "trial-3.pt"
+    path = store.path(Owner("cifar10-adamw", "s/db/1", 3))
+    assert path.parent.parent == tmp_path / "cifar10-adamw" and path.name == "trial-3.pt"
+    # The same name in another database (or on another server) has a folder of its own.
+    assert store.path(Owner("cifar10-adamw", "s/db2/1", 3)).parent != path.parent

@@ -16,6 +16,8 @@ Contract:
   ETA is the trials still to finish (unclaimed budget + running + waiting) at that rate; with
   no trial finished in the window it is unknown, never guessed, and a rate from fewer than
   ``FEW`` trials says it is rough. Seed replicates that are not queued yet are not counted.
+  When trials are left to finish and none runs with a fresh heartbeat, no worker is alive to
+  run them (``unattended``): the ETA is none and the status says to start a worker.
 - ``render(status)`` is pure: the status as text lines, running trials grouped by host.
 - ``register(subparsers, parents)`` adds ``sweeper status --study NAME [--watch [SECONDS]]
   [--window MINUTES] [--format table|json]``. ``--watch`` refreshes in place on a terminal
@@ -92,6 +94,9 @@ class FleetStatus:
     to_finish: int | None  # unclaimed + running + waiting; None: unlimited budget
     eta_s: float | None  # None: unknown (see eta_basis)
     eta_basis: str
+    # Trials wait (queued or unclaimed) and no trial runs with a fresh heartbeat: no worker
+    # is alive to run them, whatever the rate was.
+    unattended: bool = False
 
     @property
     def stale(self) -> list[int]:
@@ -160,7 +165,8 @@ def read_status(
     finished = rows["finished"]
     per_minute = finished / (span / 60.0) if finished and span else None
     to_finish = None if left is None else left + states["running"] + states["waiting"]
-    eta_s, basis = _eta(to_finish, left, states, per_minute, finished, span)
+    unattended = bool(to_finish) and all(t.stale for t in running)
+    eta_s, basis = _eta(to_finish, left, states, per_minute, finished, span, unattended)
     return FleetStatus(
         study=study.study_name,
         taken_at=rows["now"].isoformat(timespec="seconds") + "Z",
@@ -179,6 +185,7 @@ def read_status(
         to_finish=to_finish,
         eta_s=eta_s,
         eta_basis=basis,
+        unattended=unattended,
     )
 
 
@@ -189,6 +196,7 @@ def _eta(
     per_minute: float | None,
     finished: int,
     span: float | None,
+    unattended: bool = False,
 ) -> tuple[float | None, str]:
     """The ETA in seconds (None: unknown) and the sentence that says what it rests on."""
     if to_finish is None or left is None:
@@ -196,6 +204,8 @@ def _eta(
     parts = f"{left} unclaimed + {states['running']} running + {states['waiting']} waiting"
     if to_finish == 0:
         return 0.0, "nothing left to run"
+    if unattended:
+        return None, f"no live worker: {_n(to_finish, 'trial')} to finish ({parts})"
     if per_minute is None or span is None:
         return None, (
             f"unknown: no trial finished in the last {duration(span or 0)}; "
@@ -305,8 +315,13 @@ def render(status: FleetStatus) -> list[str]:
             f"rate: {s.per_minute:.3g} trials/min over the last {duration(s.span_s or 0)} "
             f"({s.finished_in_window} finished)"
         )
+    if s.unattended:
+        lines.append(
+            f"workers: none alive: {_n(s.to_finish or 0, 'trial')} wait for one; start "
+            f"one with 'sweeper worker --study {name}'"
+        )
     eta = "unknown" if s.eta_s is None else duration(s.eta_s)
-    if s.eta_s is None and s.budget_limit is None:
+    if s.eta_s is None and (s.budget_limit is None or s.unattended):
         eta = "none"
     lines.append(f"ETA: {eta} ({s.eta_basis})")
     return lines

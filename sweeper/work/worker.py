@@ -19,6 +19,9 @@ Contract:
   budget is used, a worker with no trial of its own waits for the other workers' search
   trials to end, queues the replicates of the top configurations (exactly once over all
   workers) and runs them like any trial; replicates are never pruned.
+- A worker with no trial of its own and nothing to claim does not leave while other
+  workers' trials of the study still run: it waits, reaping, so a trial whose worker dies
+  (cancelled, preempted, out of time) is re-queued and finished here.
 - A trial whose loss becomes NaN/inf, or whose setup raises, fails alone with its
   ``fail_reason`` (not re-queued). An exception during a shared epoch fails every trial in
   it with the reason. The worker goes on with the next trials.
@@ -210,35 +213,47 @@ class Worker:
     def claim(self, wanted: int = 1, *, may_wait: bool = False) -> list[optuna.Trial]:
         """Reap silent trials (they are re-queued), then claim up to ``wanted`` trials within
         the study's budget in one transaction; once it is used up, seed replicates when the
-        spec asks for them (waiting for other workers' search trials to end only when
-        ``may_wait``). Empty when nothing is left to run."""
+        spec asks for them. With ``may_wait`` (the worker runs nothing), while other workers'
+        trials still run it waits for them, reaping: one whose worker dies comes back
+        re-queued and is claimed here, so no queued trial is left without a worker. Empty
+        when nothing is left to run and nothing runs."""
         self._reap()
         trials = self.budget.claim(wanted)
-        if trials or self.spec.confirm.top_k < 1:
-            return trials
         say = self.progress.every()
-        while True:
-            pending = confirm.pending(self.study)
-            if pending == 0:
+        replicated = self.spec.confirm.top_k < 1  # nothing to queue after the search
+        while not trials:
+            pending = 0 if replicated else confirm.pending(self.study)
+            if not replicated and pending == 0:
                 top_k, seeds = self.spec.confirm.top_k, self.spec.confirm.seeds
                 queued = confirm.enqueue(self.study, self.storage, top_k, seeds)
+                replicated = True
                 if queued:
                     self.progress.say(
                         f"search budget used: queued {queued} seed replicates of the top "
                         f"{top_k} configurations ({seeds} seeds each)"
                     )
-                return self.budget.claim(wanted)
+                trials = self.budget.claim(wanted)
+                continue
             if not may_wait:
                 return []
-            say(
-                f"search budget used: waiting for the running search trials to end "
-                f"before replicating the top configurations ({pending} still running or queued)"
-            )
+            running = len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if pending:
+                say(
+                    f"search budget used: waiting for the running search trials to end "
+                    f"before replicating the top configurations ({pending} still running or "
+                    "queued)"
+                )
+            elif running:
+                say(
+                    f"budget used: waiting for the {running} trials other workers run (one "
+                    "whose worker dies is re-queued and run here)"
+                )
+            else:
+                return []
             time.sleep(min(5.0, self.spec.storage.heartbeat_interval))
             self._reap()
-            trials = self.budget.claim(wanted)  # a re-queued search trial, if a worker died
-            if trials:
-                return trials
+            trials = self.budget.claim(wanted)  # a re-queued trial, if a worker died
+        return trials
 
     def _reap(self) -> None:
         for number, copy in requeue.reap(

@@ -395,3 +395,42 @@ def test_a_large_study_is_read_in_a_few_queries(storage_url: str) -> None:
     # with 10x headroom; 1 s is over 10x the slowest loaded read seen.
     assert mine / optuna_s < 0.1, measured
     assert mine < 1.0, measured
+
+
+def test_trials_waiting_with_no_live_worker_are_said_so_without_an_eta(storage_url: str) -> None:
+    """Budget 4: 1 complete a minute ago (a rate), 1 interrupted (its copy waits), 1 running
+    whose worker went silent an hour ago, 1 unclaimed: nobody is alive to run them."""
+    spec = _spec("fleet", 4)
+    storage = open_storage(storage_url, spec.storage)
+    study = create_or_load(storage, spec)
+    done = study.ask()
+    study.tell(done, 0.5)
+    silent = study.ask()
+    silent.set_user_attr(attrs.WORKER, "gone:1")
+    storage.record_heartbeat(_optuna.trial_id(silent))
+    copy = requeue.interrupt(study, storage, study.ask(), "stopped by SIGTERM", max_retry=3)
+    assert copy is not None
+    engine = storage.engine
+    _sql(engine, "UPDATE trials SET datetime_start = (now() AT TIME ZONE 'UTC') - interval '2 h'")
+    _finished_ago(engine, done, 60)
+    _sql(engine, "UPDATE trial_heartbeats SET heartbeat = LOCALTIMESTAMP - interval '1 h'")
+
+    s = _status(storage_url)
+    assert s["per_minute"] is not None, "a trial finished in the window: a rate exists"
+    assert (s["to_finish"], s["unattended"], s["eta_s"]) == (3, True, None)
+    assert s["eta_basis"] == (
+        "no live worker: 3 trials to finish (1 unclaimed + 1 running + 1 waiting)"
+    )
+    table = sweeper("status", "--study", "fleet", "--storage", storage_url)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert (
+        "workers: none alive: 3 trials wait for one; start one with "
+        "'sweeper worker --study fleet'" in lines
+    ), table.stdout
+    assert lines[-1] == f"ETA: none ({s['eta_basis']})", table.stdout
+
+    # A live heartbeat again: a worker is alive, and the ETA comes from the rate.
+    storage.record_heartbeat(_optuna.trial_id(silent))
+    s = _status(storage_url)
+    assert s["unattended"] is False and s["eta_s"] is not None, s

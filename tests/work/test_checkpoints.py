@@ -88,8 +88,6 @@ def test_a_checkpoint_never_resumes_a_study_of_the_same_name_in_another_database
 ) -> None:
     from pgtools import fresh_database
 
-    from sweeper.work.checkpoints import CheckpointStore, Owner, study_identity
-
     with fresh_database(pg_server) as url_a, fresh_database(pg_server) as url_b:
         a_checkpoint = _interrupted_after_epoch_1(_spec(tmp_path), url_a, tiny_official)
         a_bytes = a_checkpoint.read_bytes()
@@ -111,6 +109,8 @@ def test_a_checkpoint_never_resumes_a_study_of_the_same_name_in_another_database
 
         # A copy of A's checkpoint where B's next retry looks (a copied file, or a folder an
         # earlier layout shared): ignored with one warning, never trained on.
+        from sweeper.work.checkpoints import CheckpointStore, Owner, study_identity
+
         copy = _requeue_a_fresh_trial(url_b)
         storage = optuna.storages.RDBStorage(url_b)
         series = optuna.load_study(study_name="same", storage=storage).trials[copy]

@@ -22,8 +22,10 @@ Contract:
 - ``register(subparsers, parents)`` adds ``sweeper status --study NAME [--watch [SECONDS]]
   [--window MINUTES] [--format table|json]``. ``--watch`` refreshes in place on a terminal
   (ANSI home and clear) and prints successive snapshots separated by a blank line otherwise;
-  Ctrl-C ends it with exit 0. ``--watch`` with ``--format json`` is a usage error (exit 2):
-  a script polls ``sweeper status --format json`` itself.
+  Ctrl-C ends it at once with exit 0, whatever it waits on (the database is read in a
+  thread the main thread waits for, so a blocked query cannot hold the signal). ``--watch``
+  with ``--format json`` is a usage error (exit 2): a script polls ``sweeper status
+  --format json`` itself.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ import dataclasses
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sweeper.errors import UsageError, one_line
 
@@ -385,29 +388,60 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     status.set_defaults(handler=cmd_status)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Print the fleet's status once, or every ``--watch`` seconds until Ctrl-C (exit 0)."""
+T = TypeVar("T")
+
+
+def _interruptible(compute: Callable[[], T]) -> T:
+    """``compute()`` in a daemon thread, waited for here: Ctrl-C reaches this (main) thread
+    at once as KeyboardInterrupt even while ``compute`` blocks in the database driver, where
+    a signal handler would not run until the query returned. Its exception is raised here."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = compute()
+        except BaseException as err:  # handed to the waiting thread
+            box["error"] = err
+
+    thread = threading.Thread(target=run, name="status-read", daemon=True)
+    thread.start()
+    thread.join()  # a lock wait: interrupted by SIGINT
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["value"])
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The storage and the study ``args`` name."""
     from sweeper.cli import open_storage_for
     from sweeper.study import load_study
 
+    storage = open_storage_for(args)
+    return storage, load_study(storage, args.study)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the fleet's status once, or every ``--watch`` seconds until Ctrl-C (exit 0)."""
     if args.watch is not None and args.format == "json":
         raise UsageError(
             "--watch refreshes a screen for people; a script runs 'sweeper status "
             "--format json' once per snapshot"
         )
-    storage = open_storage_for(args)
-    study = load_study(storage, args.study)
-    if args.format == "json":
-        print(json.dumps(as_json(read_status(storage, study, args.window)), indent=2))
-        return 0
     if args.watch is None:
-        print("\n".join(render(read_status(storage, study, args.window))))
+        storage, study = _open(args)
+        if args.format == "json":
+            print(json.dumps(as_json(read_status(storage, study, args.window)), indent=2))
+        else:
+            print("\n".join(render(read_status(storage, study, args.window))))
         return 0
     tty = sys.stdout.isatty()
     try:
+        storage, study = _interruptible(lambda: _open(args))
         first = True
         while True:
-            text = "\n".join(render(read_status(storage, study, args.window)))
+            text = _interruptible(
+                lambda: "\n".join(render(read_status(storage, study, args.window)))
+            )
             footer = f"(every {args.watch:g} s; Ctrl-C to stop)"
             if tty:
                 sys.stdout.write(f"{CLEAR}{text}\n{footer}\n")

@@ -230,3 +230,31 @@ def test_a_malicious_python_batch_is_refused_without_running(
     assert "system" in line, line
     assert not marker.exists(), "the pickle's payload ran"
     assert optuna.get_all_study_names(storage_url) == [], "no study before the data are good"
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 8 levels"),
+        ("x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n", "nested deeper than 8 levels"),
+        ("[sampler.points]\nlr = " + "[" * 20 + "]" * 20 + "\n", "is nested deeper than 8"),
+        (f'[data]\npath = "{"A" * 10_000_000}"\n', "9.5 MiB is no study spec (at most 1 MiB)"),
+        (f'[data]\npath = "{"A" * 100_000}"\n', "path is a string of 100000 characters"),
+        (f"{'k' * 100_000} = 1\n", "a key of 100000 characters (at most 4096)"),
+    ],
+    ids=["deep-arrays", "deep-tables", "deep-grid", "10-MB-string", "long-string", "long-key"],
+)
+def test_deep_or_huge_specs_are_refused_short(
+    extra: str, words: str, stored: tuple[str, optuna.storages.RDBStorage], tmp_path: Path
+) -> None:
+    """Nesting that would exhaust the parser's recursion and strings of any size: exit 2,
+    one short line that never echoes the input, nothing stored."""
+    url, storage = stored
+    before = _snapshot(storage)
+    path = tmp_path / "spec.toml"
+    path.write_text(spec().replace(DATA, "").replace("[training]", extra + "[training]", 1))
+    result = sweeper("run", str(path), "--storage", url)
+    assert result.returncode == 2, result.stderr[:2000]
+    line = one_line_error(result)
+    assert words in line and len(line) < 300, line[:2000]
+    assert _snapshot(storage) == before

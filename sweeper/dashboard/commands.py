@@ -414,10 +414,15 @@ def importance_table(study: str, info: ImportanceInfo) -> str:
 
 
 def write_importance_plot(figure: Any, path: Path) -> None:
-    """Write the importance figure as offline HTML, or as PNG through kaleido + Chromium."""
+    """Write the importance figure as offline HTML, or as PNG through kaleido + Chromium;
+    atomically (``sweeper.dashboard.output``): a failed write leaves no partial file."""
+    from sweeper.dashboard.output import write_atomically
+
     if path.suffix.lower() in (".html", ".htm"):
         try:
-            figure.write_html(path, include_plotlyjs=True, full_html=True)
+            write_atomically(
+                path, lambda tmp: figure.write_html(tmp, include_plotlyjs=True, full_html=True)
+            )
         except OSError as err:
             raise _write_failed(path, err) from None
         return
@@ -429,7 +434,10 @@ def write_importance_plot(figure: Any, path: Path) -> None:
             "(pip install kaleido; apt-get install chromium), or write --plot out.html"
         ) from None
     try:
-        figure.write_image(path, width=1300, height=figure.layout.height or 440, scale=1)
+        height = figure.layout.height or 440
+        write_atomically(
+            path, lambda tmp: figure.write_image(tmp, width=1300, height=height, scale=1)
+        )
     except OSError as err:
         raise _write_failed(path, err) from None
     except Exception as err:  # kaleido reports a missing or broken browser as its own types

@@ -23,6 +23,7 @@ import optuna
 import pytest
 import torch
 from clirun import one_line_error, sweeper
+from optuna.trial import TrialState
 from pgtools import fresh_database
 
 from sweeper.spec import parse_spec
@@ -258,3 +259,54 @@ def test_deep_or_huge_specs_are_refused_short(
     line = one_line_error(result)
     assert words in line and len(line) < 300, line[:2000]
     assert _snapshot(storage) == before
+
+
+def test_terminal_codes_and_newlines_stored_by_others_print_escaped_in_every_listing(
+    storage_url: str,
+) -> None:
+    """Study names and trial attributes that only Optuna's API could store (an ANSI escape
+    that would clear the screen, a newline): every listing prints them escaped."""
+    import re
+
+    from sweeper.storage import open_storage
+
+    clear, red = "\x1b[2J", "\x1b[31m"
+    optuna.create_study(study_name=f"paint{red}ed", storage=storage_url)
+    optuna.create_study(study_name="two\nlines", storage=storage_url)
+    stored = parse_spec(_toml(spec()), "kept.toml")
+    study = create_or_load(open_storage(storage_url, stored.storage), stored)
+    for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING):
+        trial = study.ask()
+        trial.suggest_float("lr", stored.space.lr.low, stored.space.lr.high, log=True)
+        trial.set_user_attr("worker", f"host{clear}:1")
+        trial.set_user_attr("fail_reason", f"a{red}\nb")
+        if state != TrialState.RUNNING:
+            study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+    common = ["--storage", storage_url]
+    runs = {
+        "studies": sweeper("studies", *common),
+        "studies json": sweeper("studies", "--format", "json", *common),
+        "trials": sweeper("trials", "--study", NAME, *common),
+        "trials csv": sweeper("trials", "--study", NAME, "--format", "csv", *common),
+        "best": sweeper("best", "--study", NAME, *common),
+        "status": sweeper("status", "--study", NAME, *common),
+        "unknown study": sweeper("best", "--study", "nope", *common),
+    }
+    for what, result in runs.items():
+        out = result.stdout + result.stderr
+        assert "\x1b" not in out, (what, out)
+        assert result.returncode == (2 if what == "unknown study" else 0), (what, out)
+    assert "paint\\x1b[31med" in runs["studies"].stdout and "two\\nlines" in runs["studies"].stdout
+    assert "paint\\u001b[31med" in runs["studies json"].stdout  # JSON's own escape
+    for what in ("trials", "trials csv", "best", "status"):
+        assert "host\\x1b[2J" in runs[what].stdout, (what, runs[what].stdout)
+    for what in ("trials", "trials csv"):
+        assert "a\\x1b[31m\\nb" in runs[what].stdout, (what, runs[what].stdout)
+        assert len(re.findall("host", runs[what].stdout)) == 3  # one row each, none split
+    assert "paint\\x1b[31med" in one_line_error(runs["unknown study"])
+
+    from dashboard.live import dashboard
+
+    with dashboard(*common) as live:
+        assert live.first_lines[0].startswith("3 studies: "), live.first_lines
+        assert "\x1b" not in live.first_lines[0] and "two\\nlines" in live.first_lines[0]

@@ -42,13 +42,15 @@ from typing import Any
 import optuna
 import plotly
 import plotly.io as pio
+import sqlalchemy
+from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
 
 from sweeper.dashboard.config import DashboardConfig
 from sweeper.dashboard.data import snapshot, summary_info
 from sweeper.dashboard.report import PAGE_CSS, PLOTLY_CONFIG, summary_html
 from sweeper.dashboard.views import build_views, panels
-from sweeper.errors import SweeperError, UsageError, one_line
+from sweeper.errors import SweeperError, UsageError, one_line, root_cause
 from sweeper.spec import study_name_problem
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -379,7 +381,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away mid-response
         except Exception as err:  # one bad poll must not take the page down
-            message = one_line(f"{type(err).__name__}: {err}")
+            # A database error is named by the driver's own reason (an outage reads as
+            # Optuna's "invalid data ... exceeding max length" otherwise).
+            database = isinstance(err, sqlalchemy.exc.SQLAlchemyError | StorageInternalError)
+            message = one_line(root_cause(err) if database else f"{type(err).__name__}: {err}")
             print(f"sweeper dashboard: {self.server.scrub(message)}", file=sys.stderr)
             self._json_error(
                 HTTPStatus.INTERNAL_SERVER_ERROR,

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from sweeper.dashboard.config import DashboardConfig
-from sweeper.errors import SweeperError, UsageError
+from sweeper.errors import SweeperError, UsageError, one_line
 
 if TYPE_CHECKING:  # the heavy modules load only when a command runs, not for `sweeper --help`
     from sweeper.analysis.best import BestInfo
@@ -257,7 +257,8 @@ def best_table(out: dict[str, Any]) -> str:
     for key, value in flat.items():
         text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"  {key.ljust(width)}  {text}")
-    return "\n".join(lines)
+    # Stored values (a worker's name, an optimizer's) print escaped: no terminal codes.
+    return "\n".join(one_line(line) for line in lines)
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -489,7 +490,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         _load(storage, args.study)  # an unknown study is a usage error now, not a 404 later
     else:
         rows = source.names()
-        print(f"{len(rows)} studies: " + (", ".join(r["study"] for r in rows) or "(none yet)"))
+        names = ", ".join(one_line(r["study"]) for r in rows)
+        print(f"{len(rows)} studies: " + (names or "(none yet)"))
     url = getattr(storage, "url", "")
     server = DashboardServer(
         config, source, scrub=lambda s: s.replace(url, redact(url)) if url else s

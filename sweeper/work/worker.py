@@ -55,7 +55,7 @@ import torch
 from optuna.trial import TrialState
 
 from sweeper import _optuna
-from sweeper.errors import SweeperError
+from sweeper.errors import SweeperError, root_cause
 from sweeper.spec import StudySpec
 from sweeper.study import Budget, stored_spec
 from sweeper.train.data import Dataset, load_dataset
@@ -116,21 +116,6 @@ def stop_on_signals() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def root_cause(err: BaseException) -> str:
-    """The driver's own first line under Optuna's and SQLAlchemy's wrappers (Optuna's
-    StorageInternalError says "invalid data ... exceeding max length" for any failed
-    commit, a lost connection included)."""
-    seen: set[int] = set()
-    while id(err) not in seen:
-        seen.add(id(err))
-        inner = getattr(err, "orig", None) or err.__cause__ or err.__context__
-        if inner is None:
-            break
-        err = inner
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 def _one_line(err: BaseException) -> str:

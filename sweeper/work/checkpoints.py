@@ -110,6 +110,8 @@ class Checkpoint:
         written = data.get("owner")
         if written is None:
             raise CheckpointError("written by an earlier sweeper, bound to no study")
+        if not isinstance(written, dict):
+            raise CheckpointError("malformed (its owner is not a study and trial)")
         if written != asdict(owner):
             raise CheckpointError(
                 f"written by trial {written.get('series')} of study "

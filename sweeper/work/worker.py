@@ -431,7 +431,9 @@ class Worker:
         try:
             checkpoint = self.checkpoints.load(owner)
             if checkpoint is not None:
-                checkpoint.check(SimpleCNN(), self.spec.training.epochs)
+                with torch.device("meta"):  # shapes only: no memory, no draw from the RNG
+                    model = SimpleCNN()
+                checkpoint.check(model, self.spec.training.epochs)
             return checkpoint
         except CheckpointError as err:
             self.progress.trial(

@@ -57,7 +57,10 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] | None = N
         cols = list(columns or (rows[0].keys() if rows else []))
         writer = csv.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        # Stored text (names, reasons, worker ids) escaped as in the table: no terminal codes.
+        writer.writerows(
+            {k: one_line(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows
+        )
     else:
         print(format_table(rows, columns))
 

@@ -34,3 +34,18 @@ class UsageError(SweeperError):
     """Bad input from the user: the CLI prints ``sweeper: error: <message>`` and exits 2."""
 
     exit_code = 2
+
+
+def root_cause(err: BaseException) -> str:
+    """The driver's own first line under Optuna's and SQLAlchemy's wrappers (Optuna's
+    StorageInternalError says "invalid data ... exceeding max length" for any failed
+    commit, a lost connection included)."""
+    seen: set[int] = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        inner = getattr(err, "orig", None) or err.__cause__ or err.__context__
+        if inner is None:
+            break
+        err = inner
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

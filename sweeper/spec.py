@@ -38,6 +38,14 @@ MAX_PACK = 1024
 # A study name also names its checkpoint folder (one path component: 255 bytes on common
 # file systems) and appears in every message; 128 characters leave room for both.
 MAX_NAME_LENGTH = 128
+# A spec is a few hundred bytes; a grid of 10,000 points is ~100 kB. A larger file is the
+# wrong file (or an attack): refused before it is parsed, never echoed.
+MAX_SPEC_BYTES = 2**20
+# The longest string a spec holds is a data path: Linux's PATH_MAX.
+MAX_STRING = 4096
+# The deepest a valid spec nests is 4 ([sampler.points] lr = [...] inside the document);
+# deeper is refused before any recursive code (validation, JSON, Optuna) walks it.
+MAX_DEPTH = 8
 # Parameters each sampler and pruner accepts, with their types; a spec naming any other is
 # rejected up front rather than failing inside Optuna half-way through a sweep.
 SAMPLER_PARAMS: dict[str, dict[str, type]] = {
@@ -490,8 +498,38 @@ def _study(root: _Checker) -> dict[str, Any]:
 TABLES = ("study", "space", "sampler", "pruner", "training", "data", "storage", "confirm")
 
 
+def _check_shape(document: Mapping[str, Any], source: str) -> None:
+    """``UsageError`` for a document nested deeper than ``MAX_DEPTH`` or holding a string
+    (key or value) longer than ``MAX_STRING``; walked without recursion, nothing echoed."""
+    stack: list[tuple[Any, int, str]] = [(document, 1, "")]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, Mapping):
+            children = list(value.items())
+        elif isinstance(value, list):
+            children = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            if isinstance(value, str) and len(value) > MAX_STRING:
+                raise UsageError(
+                    f"{source}: {where} is a string of {len(value)} characters "
+                    f"(at most {MAX_STRING})"
+                )
+            continue
+        if depth > MAX_DEPTH:
+            raise UsageError(f"{source}: {where} is nested deeper than {MAX_DEPTH} levels")
+        for key, child in children:
+            if isinstance(value, Mapping):
+                if isinstance(key, str) and len(key) > MAX_STRING:
+                    raise UsageError(
+                        f"{source}: a key of {len(key)} characters (at most {MAX_STRING})"
+                    )
+                key = f"{where}.{key}" if where else str(key)
+            stack.append((child, depth + 1, key))
+
+
 def parse_spec(document: Mapping[str, Any], source: str) -> StudySpec:
     """Validate a parsed TOML document; ``source`` names it in errors."""
+    _check_shape(document, source)
     root = _Checker(source, document, "")
     for key, value in document.items():
         if key not in TABLES:
@@ -523,6 +561,12 @@ def load_spec(path: str | Path) -> StudySpec:
     if file.exists() and not file.is_file():
         raise UsageError(f"{file}: not a regular file (a spec is a TOML file)")
     try:
+        size = file.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise UsageError(
+                f"{file}: {size / 2**20:.1f} MiB is no study spec (at most "
+                f"{MAX_SPEC_BYTES // 2**20} MiB)"
+            )
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{file}: no such spec file") from None
@@ -537,6 +581,8 @@ def load_spec(path: str | Path) -> StudySpec:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{file}: not valid TOML ({err})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise UsageError(f"{file}: nested deeper than {MAX_DEPTH} levels") from None
     return parse_spec(document, str(file))
 
 

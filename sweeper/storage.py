@@ -79,8 +79,13 @@ PING_AFTER_IDLE_S = 2.0
 
 # A scheme and its slashes, typos included: "postgresql://", "postgresql:/", "postgresql//".
 _LEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*(?:://?|//)")
-# libpq takes a password as a query parameter too.
-_QUERY_SECRET = re.compile(r"(?i)(?:^|[?&])(?:password|passwd|pwd|sslpassword)=([^&]*)")
+# libpq takes a password as a query parameter, or as a keyword in its "key=value key=value"
+# form, with spaces around "=" and a quoted value allowed; SQLAlchemy renders a "=" inside a
+# database name as %3D (and a quote as %27). Any "password=" is hidden, wherever it stands.
+_QUERY_SECRET = re.compile(
+    r"(?i)(?:password|passwd|pwd)\s*(?:=|%3D)\s*"
+    r"('(?:[^'\\]|\\.)*'?|%27(?:(?!%27).)*(?:%27)?|[^\s&]*)"
+)
 # libpq's own complaints about the URL's options: the URL is at fault, not the server.
 _BAD_OPTION = re.compile(
     r"invalid dsn|invalid connection option|invalid \w+ value|invalid integer value"
@@ -94,7 +99,8 @@ def _secret_spans(text: str) -> list[tuple[int, int]]:
     The userinfo before the last ``@`` (before any query) loses everything after its first
     ``:`` (or ``%3A``), or all of itself when it holds a space and no ``:``; without an
     ``@``, a non-numeric "port" after a scheme (``postgresql://u:pw/db`` forgot its
-    ``@host``) is hidden; and ``password=`` query values always are.
+    ``@host``) is hidden; and ``password=`` values always are, as a query parameter or a
+    libpq keyword (``password = 'a b'`` included).
     """
     spans = [(m.start(1), m.end(1)) for m in _QUERY_SECRET.finditer(text) if m.group(1)]
     head = text.split("?", 1)[0]
@@ -146,12 +152,16 @@ def normalise_url(url: str) -> str:
     if not text:
         raise UsageError("the storage URL is empty; give postgresql+psycopg2://USER@HOST/DB")
     if "://" not in text:
+        if "=" in text and not _LEAD.match(text):
+            raise _usage(text, "is a libpq keyword string, not a URL")
         if "@" in text or ":" in text or text.lower().startswith("postgres"):
             raise _usage(text, "is not a URL (no '://' after the scheme)")
+        # A bare word is not echoed: it may be a password given in the wrong place.
         raise UsageError(
-            f"storage '{redact(text)}' looks like a file path; sweeper stores studies in "
-            "PostgreSQL: give postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB, or omit "
-            "--storage to use the embedded server"
+            "storage (not shown: a bare word may be a password) looks like a file path; "
+            "sweeper stores studies in PostgreSQL: give "
+            "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB, or omit --storage to use the "
+            "embedded server"
         )
     try:
         parsed = make_url(text)

@@ -10,6 +10,10 @@ environment values are filled in per case; ``SECRET`` is a password every check 
 
 from __future__ import annotations
 
+import os
+import pickle
+import shlex
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +23,7 @@ import optuna
 import pytest
 import torch
 from clirun import one_line_error, sweeper
+from optuna.trial import TrialState
 from pgtools import fresh_database
 
 from sweeper.spec import parse_spec
@@ -197,3 +202,114 @@ def test_a_tar_of_the_wrong_shape_is_one_line(
     assert result.returncode == 1
     assert "holds no train/ and test/ folders" in one_line_error(result)
     assert optuna.get_all_study_names(storage_url) == [], "no study before the data are good"
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>``: what a crafted python batch could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+@pytest.mark.parametrize("file", ["data_batch_1", "batches.meta"])
+def test_a_malicious_python_batch_is_refused_without_running(
+    file: str, storage_url: str, tmp_path: Path, tiny_official: Path
+) -> None:
+    """A pickle that names a callable beyond numpy's array reconstructors is exit 2, one line,
+    before any study exists, and its payload never runs."""
+    data = tmp_path / "evil"
+    shutil.copytree(tiny_official, data)
+    marker = tmp_path / "payload-ran"
+    batch = data / "cifar-10-batches-py" / file
+    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"label_names": _Payload(marker)}))
+    path = tmp_path / "s.toml"
+    path.write_text(spec())
+    result = sweeper("run", str(path), "--storage", storage_url, "--data", str(data))
+    assert result.returncode == 2, result.stderr
+    line = one_line_error(result)
+    assert f"refusing {batch}: not a plain CIFAR-10 python batch (it asks for " in line, line
+    assert "system" in line, line
+    assert not marker.exists(), "the pickle's payload ran"
+    assert optuna.get_all_study_names(storage_url) == [], "no study before the data are good"
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 8 levels"),
+        ("x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n", "nested deeper than 8 levels"),
+        ("[sampler.points]\nlr = " + "[" * 20 + "]" * 20 + "\n", "is nested deeper than 8"),
+        (f'[data]\npath = "{"A" * 10_000_000}"\n', "9.5 MiB is no study spec (at most 1 MiB)"),
+        (f'[data]\npath = "{"A" * 100_000}"\n', "path is a string of 100000 characters"),
+        (f"{'k' * 100_000} = 1\n", "a key of 100000 characters (at most 4096)"),
+    ],
+    ids=["deep-arrays", "deep-tables", "deep-grid", "10-MB-string", "long-string", "long-key"],
+)
+def test_deep_or_huge_specs_are_refused_short(
+    extra: str, words: str, stored: tuple[str, optuna.storages.RDBStorage], tmp_path: Path
+) -> None:
+    """Nesting that would exhaust the parser's recursion and strings of any size: exit 2,
+    one short line that never echoes the input, nothing stored."""
+    url, storage = stored
+    before = _snapshot(storage)
+    path = tmp_path / "spec.toml"
+    path.write_text(spec().replace(DATA, "").replace("[training]", extra + "[training]", 1))
+    result = sweeper("run", str(path), "--storage", url)
+    assert result.returncode == 2, result.stderr[:2000]
+    line = one_line_error(result)
+    assert words in line and len(line) < 300, line[:2000]
+    assert _snapshot(storage) == before
+
+
+def test_terminal_codes_and_newlines_stored_by_others_print_escaped_in_every_listing(
+    storage_url: str,
+) -> None:
+    """Study names and trial attributes that only Optuna's API could store (an ANSI escape
+    that would clear the screen, a newline): every listing prints them escaped."""
+    import re
+
+    from sweeper.storage import open_storage
+
+    clear, red = "\x1b[2J", "\x1b[31m"
+    optuna.create_study(study_name=f"paint{red}ed", storage=storage_url)
+    optuna.create_study(study_name="two\nlines", storage=storage_url)
+    stored = parse_spec(_toml(spec()), "kept.toml")
+    study = create_or_load(open_storage(storage_url, stored.storage), stored)
+    for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING):
+        trial = study.ask()
+        trial.suggest_float("lr", stored.space.lr.low, stored.space.lr.high, log=True)
+        trial.set_user_attr("worker", f"host{clear}:1")
+        trial.set_user_attr("fail_reason", f"a{red}\nb")
+        if state != TrialState.RUNNING:
+            study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+    common = ["--storage", storage_url]
+    runs = {
+        "studies": sweeper("studies", *common),
+        "studies json": sweeper("studies", "--format", "json", *common),
+        "trials": sweeper("trials", "--study", NAME, *common),
+        "trials csv": sweeper("trials", "--study", NAME, "--format", "csv", *common),
+        "best": sweeper("best", "--study", NAME, *common),
+        "status": sweeper("status", "--study", NAME, *common),
+        "unknown study": sweeper("best", "--study", "nope", *common),
+    }
+    for what, result in runs.items():
+        out = result.stdout + result.stderr
+        assert "\x1b" not in out, (what, out)
+        assert result.returncode == (2 if what == "unknown study" else 0), (what, out)
+    assert "paint\\x1b[31med" in runs["studies"].stdout and "two\\nlines" in runs["studies"].stdout
+    assert "paint\\u001b[31med" in runs["studies json"].stdout  # JSON's own escape
+    for what in ("trials", "trials csv", "best", "status"):
+        assert "host\\x1b[2J" in runs[what].stdout, (what, runs[what].stdout)
+    for what in ("trials", "trials csv"):
+        assert "a\\x1b[31m\\nb" in runs[what].stdout, (what, runs[what].stdout)
+        assert len(re.findall("host", runs[what].stdout)) == 3  # one row each, none split
+    assert "paint\\x1b[31med" in one_line_error(runs["unknown study"])
+
+    from dashboard.live import dashboard
+
+    with dashboard(*common) as live:
+        assert live.first_lines[0].startswith("3 studies: "), live.first_lines
+        assert "\x1b" not in live.first_lines[0] and "two\\nlines" in live.first_lines[0]

@@ -50,6 +50,11 @@ def test_redact_hides_the_password_only() -> None:
         f"postgresql://u%3A{SECRET}@h/db",
         f"postgresql://h/db?sslmode=require&password={SECRET}",
         f"postgresql:u:{SECRET}@h/db",
+        f"host=127.0.0.1 user=postgres password={SECRET} dbname=x",
+        f"host=h password = '{SECRET} x' user=u",
+        f"postgresql://u@h/db password={SECRET}",
+        f"postgresql+psycopg2://u@h/db password%3D{SECRET}",
+        f"postgresql+psycopg2://u@h/db password %3D %27{SECRET} x%27",
     ],
 )
 def test_redact_hides_credentials_whatever_the_shape(text: str) -> None:
@@ -71,6 +76,10 @@ def test_precedence_flag_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # (storage argument, exit code, words the one-line error must contain)
 BAD_STORAGE = [
     ("studies.db", 2, "looks like a file path"),
+    (SECRET, 2, "not shown: a bare word may be a password"),
+    (f"host=127.0.0.1 user=postgres password={SECRET} dbname=x", 2, "libpq keyword string"),
+    (f"postgresql://u@127.0.0.1:1/db password={SECRET}", 1, "cannot connect to"),
+    (f"postgresql://u@127.0.0.1:1/db password = '{SECRET} x'", 1, "cannot connect to"),
     ("/var/lib/optuna/study.sqlite3", 2, "looks like a file path"),
     ("sqlite:///studies.db", 2, "uses 'sqlite'; sweeper stores studies in PostgreSQL only"),
     (f"mysql://root:{SECRET}@127.0.0.1/x", 2, "uses 'mysql'"),

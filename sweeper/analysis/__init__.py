@@ -1,6 +1,8 @@
-"""What the data support: the noise model, the best configuration, importance, the decay axis.
+"""What the data support: the noise model, the claims (matters / does not matter /
+inconclusive), the best configuration corrected for selection, importance, the decoupling
+ridge, the decay axis.
 
-Pure: numbers in, NamedTuples out. Nothing here imports Plotly or touches storage; the
-conventions of sweeper's trials (param and attribute names) are read in
-``sweeper.dashboard.data``, which hands this package plain observations.
+Pure: numbers in, NamedTuples out. Nothing here imports Plotly or touches storage; a
+snapshot's trials are read as plain observations in ``analysis/study_model.py``, the one
+place this package meets ``sweeper.snapshot``.
 """

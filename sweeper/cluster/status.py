@@ -18,12 +18,16 @@ Contract:
   ETA is the trials still to finish (unclaimed budget + running + waiting) at that rate; with
   no trial finished in the window it is unknown, never guessed, and a rate from fewer than
   ``FEW`` trials says it is rough. Seed replicates that are not queued yet are not counted.
+  When trials are left to finish and none runs with a fresh heartbeat, no worker is alive to
+  run them (``unattended``): the ETA is none and the status says to start a worker.
 - ``render(status)`` is pure: the status as text lines, running trials grouped by host.
 - ``register(subparsers, parents)`` adds ``sweeper status --study NAME [--watch [SECONDS]]
   [--window MINUTES] [--format table|json]``. ``--watch`` refreshes in place on a terminal
   (ANSI home and clear) and prints successive snapshots separated by a blank line otherwise;
-  Ctrl-C ends it with exit 0. ``--watch`` with ``--format json`` is a usage error (exit 2):
-  a script polls ``sweeper status --format json`` itself.
+  Ctrl-C ends it at once with exit 0, whatever it waits on (the database is read in a
+  thread the main thread waits for, so a blocked query cannot hold the signal). ``--watch``
+  with ``--format json`` is a usage error (exit 2): a script polls ``sweeper status
+  --format json`` itself.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ import dataclasses
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sweeper.errors import UsageError, one_line
 
@@ -96,6 +101,9 @@ class FleetStatus:
     to_finish: int | None  # unclaimed + running + waiting; None: unlimited budget
     eta_s: float | None  # None: unknown (see eta_basis)
     eta_basis: str
+    # Trials wait (queued or unclaimed) and no trial runs with a fresh heartbeat: no worker
+    # is alive to run them, whatever the rate was.
+    unattended: bool = False
 
     @property
     def stale(self) -> list[int]:
@@ -171,7 +179,8 @@ def read_status(
     finished = rows["finished"]
     per_minute = finished / (span / 60.0) if finished and span else None
     to_finish = None if left is None else left + states["running"] + states["waiting"]
-    eta_s, basis = _eta(to_finish, left, states, per_minute, finished, span)
+    unattended = bool(to_finish) and all(t.stale for t in running)
+    eta_s, basis = _eta(to_finish, left, states, per_minute, finished, span, unattended)
     return FleetStatus(
         study=study.study_name,
         taken_at=rows["now"].isoformat(timespec="seconds") + "Z",
@@ -190,6 +199,7 @@ def read_status(
         to_finish=to_finish,
         eta_s=eta_s,
         eta_basis=basis,
+        unattended=unattended,
     )
 
 
@@ -200,6 +210,7 @@ def _eta(
     per_minute: float | None,
     finished: int,
     span: float | None,
+    unattended: bool = False,
 ) -> tuple[float | None, str]:
     """The ETA in seconds (None: unknown) and the sentence that says what it rests on."""
     if to_finish is None or left is None:
@@ -207,6 +218,8 @@ def _eta(
     parts = f"{left} unclaimed + {states['running']} running + {states['waiting']} waiting"
     if to_finish == 0:
         return 0.0, "nothing left to run"
+    if unattended:
+        return None, f"no live worker: {_n(to_finish, 'trial')} to finish ({parts})"
     if per_minute is None or span is None:
         return None, (
             f"unknown: no trial finished in the last {duration(span or 0)}; "
@@ -320,8 +333,13 @@ def render(status: FleetStatus) -> list[str]:
             f"rate: {s.per_minute:.3g} trials/min over the last {duration(s.span_s or 0)} "
             f"({s.finished_in_window} finished)"
         )
+    if s.unattended:
+        lines.append(
+            f"workers: none alive: {_n(s.to_finish or 0, 'trial')} wait for one; start "
+            f"one with 'sweeper worker --study {name}'"
+        )
     eta = "unknown" if s.eta_s is None else duration(s.eta_s)
-    if s.eta_s is None and s.budget_limit is None:
+    if s.eta_s is None and (s.budget_limit is None or s.unattended):
         eta = "none"
     lines.append(f"ETA: {eta} ({s.eta_basis})")
     return lines
@@ -385,29 +403,60 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     status.set_defaults(handler=cmd_status)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Print the fleet's status once, or every ``--watch`` seconds until Ctrl-C (exit 0)."""
+T = TypeVar("T")
+
+
+def _interruptible(compute: Callable[[], T]) -> T:
+    """``compute()`` in a daemon thread, waited for here: Ctrl-C reaches this (main) thread
+    at once as KeyboardInterrupt even while ``compute`` blocks in the database driver, where
+    a signal handler would not run until the query returned. Its exception is raised here."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = compute()
+        except BaseException as err:  # handed to the waiting thread
+            box["error"] = err
+
+    thread = threading.Thread(target=run, name="status-read", daemon=True)
+    thread.start()
+    thread.join()  # a lock wait: interrupted by SIGINT
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["value"])
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The storage and the study ``args`` name."""
     from sweeper.flags import open_storage_for
     from sweeper.study import load_study
 
+    storage = open_storage_for(args)
+    return storage, load_study(storage, args.study)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the fleet's status once, or every ``--watch`` seconds until Ctrl-C (exit 0)."""
     if args.watch is not None and args.format == "json":
         raise UsageError(
             "--watch refreshes a screen for people; a script runs 'sweeper status "
             "--format json' once per snapshot"
         )
-    storage = open_storage_for(args)
-    study = load_study(storage, args.study)
-    if args.format == "json":
-        print(json.dumps(as_json(read_status(storage, study, args.window)), indent=2))
-        return 0
     if args.watch is None:
-        print("\n".join(render(read_status(storage, study, args.window))))
+        storage, study = _open(args)
+        if args.format == "json":
+            print(json.dumps(as_json(read_status(storage, study, args.window)), indent=2))
+        else:
+            print("\n".join(render(read_status(storage, study, args.window))))
         return 0
     tty = sys.stdout.isatty()
     try:
+        storage, study = _interruptible(lambda: _open(args))
         first = True
         while True:
-            text = "\n".join(render(read_status(storage, study, args.window)))
+            text = _interruptible(
+                lambda: "\n".join(render(read_status(storage, study, args.window)))
+            )
             footer = f"(every {args.watch:g} s; Ctrl-C to stop)"
             if tty:
                 sys.stdout.write(f"{CLEAR}{text}\n{footer}\n")

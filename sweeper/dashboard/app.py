@@ -50,11 +50,13 @@ from typing import Any
 import optuna
 import plotly
 import plotly.io as pio
+import sqlalchemy
+from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
 
 from sweeper.dashboard.config import DashboardConfig
 from sweeper.dashboard.report import PAGE_CSS, PLOTLY_CONFIG, summary_html
-from sweeper.errors import SweeperError, UsageError, one_line
+from sweeper.errors import SweeperError, UsageError, one_line, root_cause
 from sweeper.snapshot import snapshot
 from sweeper.spec import study_name_problem
 from sweeper.views.panels import build_views, panels
@@ -406,7 +408,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away mid-response
         except Exception as err:  # one bad poll must not take the page down
-            message = one_line(f"{type(err).__name__}: {err}")
+            # A database error is named by the driver's own reason (an outage reads as
+            # Optuna's "invalid data ... exceeding max length" otherwise).
+            database = isinstance(err, sqlalchemy.exc.SQLAlchemyError | StorageInternalError)
+            message = one_line(root_cause(err) if database else f"{type(err).__name__}: {err}")
             print(f"sweeper dashboard: {self.server.scrub(message)}", file=sys.stderr)
             self._json_error(
                 HTTPStatus.INTERNAL_SERVER_ERROR,

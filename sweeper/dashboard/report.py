@@ -194,7 +194,9 @@ def render_report(snap: StudySnapshot, evaluators: Collection[str] = ()) -> str:
 
 
 def write_report(snap: StudySnapshot, path: Path, evaluators: Collection[str] = ()) -> None:
-    """Write the report to ``path`` (atomically: a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(snap, evaluators), encoding="utf-8")
-    tmp.replace(path)
+    """Write the report to ``path`` (atomically: a reader never sees half a file, and a
+    failed write leaves none)."""
+    from sweeper.dashboard.output import write_atomically
+
+    text = render_report(snap, evaluators)
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

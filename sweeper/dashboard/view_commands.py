@@ -18,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from sweeper.dashboard.config import DashboardConfig
-from sweeper.errors import SweeperError, UsageError
+from sweeper.errors import SweeperError, UsageError, one_line
 
 if TYPE_CHECKING:  # the heavy modules load only when a command runs, not for `sweeper --help`
     from sweeper.analysis.best import BestInfo
@@ -341,7 +341,8 @@ def best_table(out: dict[str, Any]) -> str:
     for key, value in flat.items():
         text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"  {key.ljust(width)}  {text}")
-    return "\n".join(lines)
+    # Stored values (a worker's name, an optimizer's) print escaped: no terminal codes.
+    return "\n".join(one_line(line) for line in lines)
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -501,10 +502,15 @@ def importance_table(study: str, info: ImportanceInfo) -> str:
 
 
 def write_importance_plot(figure: Any, path: Path) -> None:
-    """Write the importance figure as offline HTML, or as PNG through kaleido + Chromium."""
+    """Write the importance figure as offline HTML, or as PNG through kaleido + Chromium;
+    atomically (``sweeper.dashboard.output``): a failed write leaves no partial file."""
+    from sweeper.dashboard.output import write_atomically
+
     if path.suffix.lower() in (".html", ".htm"):
         try:
-            figure.write_html(path, include_plotlyjs=True, full_html=True)
+            write_atomically(
+                path, lambda tmp: figure.write_html(tmp, include_plotlyjs=True, full_html=True)
+            )
         except OSError as err:
             raise _write_failed(path, err) from None
         return
@@ -516,7 +522,10 @@ def write_importance_plot(figure: Any, path: Path) -> None:
             "(pip install kaleido; apt-get install chromium), or write --plot out.html"
         ) from None
     try:
-        figure.write_image(path, width=1300, height=figure.layout.height or 440, scale=1)
+        height = figure.layout.height or 440
+        write_atomically(
+            path, lambda tmp: figure.write_image(tmp, width=1300, height=height, scale=1)
+        )
     except OSError as err:
         raise _write_failed(path, err) from None
     except Exception as err:  # kaleido reports a missing or broken browser as its own types
@@ -568,7 +577,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         _load(storage, args.study)  # an unknown study is a usage error now, not a 404 later
     else:
         rows = source.names()
-        print(f"{len(rows)} studies: " + (", ".join(r["study"] for r in rows) or "(none yet)"))
+        names = ", ".join(one_line(r["study"]) for r in rows)
+        print(f"{len(rows)} studies: " + (names or "(none yet)"))
     url = getattr(storage, "url", "")
     server = DashboardServer(
         config, source, scrub=lambda s: s.replace(url, redact(url)) if url else s

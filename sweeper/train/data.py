@@ -21,7 +21,8 @@ Contract:
   every worker trains and validates on the same images.
 - Input at fault is a ``UsageError`` (one line, raised as the data load, before any trial):
   a subset larger than its split (naming the key and how many images there are), and a data
-  path that is a plain file but no archive.
+  path that is a plain file but no archive, and a python batch that names any callable
+  beyond the numpy array reconstructors the format holds (it is never run).
 - ``normalise`` maps uint8 to the tutorial's mean 0.5 / std 0.5 per channel, on the device.
 """
 
@@ -40,6 +41,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -257,14 +259,57 @@ def _unpack_into(archive: Path, target: Path) -> None:
     staging.rename(target)
 
 
+# The only callables a CIFAR-10 python batch names: numpy's array and dtype reconstructors
+# (numpy 1 and 2 spell the module differently; protocol 5 pickles use ``_frombuffer``), and
+# ``_codecs.encode``, which protocol 2 uses for bytes. Each builds data and runs nothing else.
+_BATCH_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles the dicts, bytes, str, lists, ints and numpy arrays of the official format
+    and refuses any other global, so a crafted batch cannot run code."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _BATCH_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks for {module}.{name}")
+
+
+def _unpickle(file: Path) -> dict[bytes, Any]:
+    """A CIFAR-10 python batch (or ``batches.meta``) through ``_BatchUnpickler``; anything
+    else the file asks for is a ``UsageError`` (the data given are at fault)."""
+    with file.open("rb") as handle:
+        try:
+            data = _BatchUnpickler(handle, encoding="bytes").load()
+        except pickle.UnpicklingError as err:
+            if str(err).startswith("it asks for "):
+                raise UsageError(
+                    f"refusing {file}: not a plain CIFAR-10 python batch ({err}, which the "
+                    f"format never holds); {HOW_TO_FIX}"
+                ) from None
+            raise
+    if not isinstance(data, dict):
+        raise ValueError(f"it holds a {type(data).__name__}, not a dict")
+    return data
+
+
 def _read_batch(file: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        with file.open("rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+        batch = _unpickle(file)
         raw = batch[b"data"]
         labels = batch[b"labels"]
         images = torch.as_tensor(raw, dtype=torch.uint8).reshape(-1, *IMAGE_SHAPE)
         targets = torch.as_tensor(labels, dtype=torch.int64)
+    except UsageError:
+        raise
     except Exception as err:
         raise SweeperError(
             f"{file} is not a CIFAR-10 python batch ({type(err).__name__}: {err}); "
@@ -281,9 +326,16 @@ def _decode_official(root: Path) -> Dataset:
     meta = root / "batches.meta"
     classes: tuple[str, ...] = tuple(str(i) for i in range(N_CLASSES))
     if meta.exists():
-        with meta.open("rb") as handle:
-            names = pickle.load(handle, encoding="bytes").get(b"label_names", [])
-        classes = tuple(n.decode() for n in names) or classes
+        try:
+            names = _unpickle(meta).get(b"label_names", [])
+            classes = tuple(n.decode() for n in names) or classes
+        except UsageError:
+            raise
+        except Exception as err:
+            raise SweeperError(
+                f"{meta} is not CIFAR-10's batches.meta ({type(err).__name__}: {err}); "
+                + HOW_TO_FIX
+            ) from None
     return Dataset(
         torch.cat([p[0] for p in parts]),
         torch.cat([p[1] for p in parts]),

@@ -63,6 +63,7 @@ class Slot:
     checkpoint: Checkpoint | None = None  # what it resumes from, if anything
     history: list[float] = field(default_factory=list)  # val accuracy per epoch
     described: bool = False  # provenance recorded
+    checkpointing: bool = True  # False once a checkpoint could not be written (a full disk)
     replicate: bool = False  # a seed replicate (sweeper.work.confirm): never pruned
 
     @classmethod

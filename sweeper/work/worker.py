@@ -19,6 +19,9 @@ Contract:
   budget is used, a worker with no trial of its own waits for the other workers' search
   trials to end, queues the replicates of the top configurations (exactly once over all
   workers) and runs them like any trial; replicates are never pruned.
+- A worker with no trial of its own and nothing to claim does not leave while other
+  workers' trials of the study still run: it waits, reaping, so a trial whose worker dies
+  (cancelled, preempted, out of time) is re-queued and finished here.
 - A trial whose loss becomes NaN/inf, or whose setup raises, fails alone with its
   ``fail_reason`` (not re-queued). An exception during a shared epoch fails every trial in
   it with the reason. The worker goes on with the next trials.
@@ -52,7 +55,7 @@ import torch
 from optuna.trial import TrialState
 
 from sweeper import _optuna, attrs
-from sweeper.errors import SweeperError
+from sweeper.errors import SweeperError, root_cause
 from sweeper.spec import StudySpec
 from sweeper.study import Budget, stored_spec
 from sweeper.train.data import Dataset, load_dataset
@@ -61,7 +64,13 @@ from sweeper.train.model import SimpleCNN
 from sweeper.train.optimizers import implementation_name
 from sweeper.train.trainer import EpochResult, Trainer
 from sweeper.work import confirm, requeue
-from sweeper.work.checkpoints import Checkpoint, CheckpointStore
+from sweeper.work.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointStore,
+    Owner,
+    study_identity,
+)
 from sweeper.work.progress import LOADING_DATA, Progress
 from sweeper.work.provenance import cluster_task, provenance, worker_id
 from sweeper.work.slot import Slot
@@ -109,21 +118,6 @@ def stop_on_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def root_cause(err: BaseException) -> str:
-    """The driver's own first line under Optuna's and SQLAlchemy's wrappers (Optuna's
-    StorageInternalError says "invalid data ... exceeding max length" for any failed
-    commit, a lost connection included)."""
-    seen: set[int] = set()
-    while id(err) not in seen:
-        seen.add(id(err))
-        inner = getattr(err, "orig", None) or err.__cause__ or err.__context__
-        if inner is None:
-            break
-        err = inner
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-
-
 def _one_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
 
@@ -154,6 +148,7 @@ class Worker:
         self.budget = Budget(study, storage, budget if budget is not None else self.spec.budget)
         self.device = resolve_device(device or self.spec.training.device)
         self.checkpoints = checkpoints or CheckpointStore()
+        self.identity = study_identity(storage, study.study_name)  # binds its checkpoints
         self.progress = progress or Progress()
         self.data_override = data_override
         self._data: Dataset | None = None
@@ -205,35 +200,47 @@ class Worker:
     def claim(self, wanted: int = 1, *, may_wait: bool = False) -> list[optuna.Trial]:
         """Reap silent trials (they are re-queued), then claim up to ``wanted`` trials within
         the study's budget in one transaction; once it is used up, seed replicates when the
-        spec asks for them (waiting for other workers' search trials to end only when
-        ``may_wait``). Empty when nothing is left to run."""
+        spec asks for them. With ``may_wait`` (the worker runs nothing), while other workers'
+        trials still run it waits for them, reaping: one whose worker dies comes back
+        re-queued and is claimed here, so no queued trial is left without a worker. Empty
+        when nothing is left to run and nothing runs."""
         self._reap()
         trials = self.budget.claim(wanted)
-        if trials or self.spec.confirm.top_k < 1:
-            return trials
         say = self.progress.every()
-        while True:
-            pending = confirm.pending(self.study)
-            if pending == 0:
+        replicated = self.spec.confirm.top_k < 1  # nothing to queue after the search
+        while not trials:
+            pending = 0 if replicated else confirm.pending(self.study)
+            if not replicated and pending == 0:
                 top_k, seeds = self.spec.confirm.top_k, self.spec.confirm.seeds
                 queued = confirm.enqueue(self.study, self.storage, top_k, seeds)
+                replicated = True
                 if queued:
                     self.progress.say(
                         f"search budget used: queued {queued} seed replicates of the top "
                         f"{top_k} configurations ({seeds} seeds each)"
                     )
-                return self.budget.claim(wanted)
+                trials = self.budget.claim(wanted)
+                continue
             if not may_wait:
                 return []
-            say(
-                f"search budget used: waiting for the running search trials to end "
-                f"before replicating the top configurations ({pending} still running or queued)"
-            )
+            running = len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if pending:
+                say(
+                    f"search budget used: waiting for the running search trials to end "
+                    f"before replicating the top configurations ({pending} still running or "
+                    "queued)"
+                )
+            elif running:
+                say(
+                    f"budget used: waiting for the {running} trials other workers run (one "
+                    "whose worker dies is re-queued and run here)"
+                )
+            else:
+                return []
             time.sleep(min(5.0, self.spec.storage.heartbeat_interval))
             self._reap()
-            trials = self.budget.claim(wanted)  # a re-queued search trial, if a worker died
-            if trials:
-                return trials
+            trials = self.budget.claim(wanted)  # a re-queued trial, if a worker died
+        return trials
 
     def _reap(self) -> None:
         for number, copy in requeue.reap(
@@ -364,7 +371,7 @@ class Worker:
         trial = slot.trial
         lr, wd, optimizer_name = self._sample(trial)
         if slot.series != trial.number:
-            slot.checkpoint = self.checkpoints.load(self.study.study_name, slot.series)
+            slot.checkpoint = self._resume_point(slot)
         retry = f" | retry of trial {slot.series}" if slot.series != trial.number else ""
         replicate_of = trial.user_attrs.get(attrs.REPLICATE_OF)
         if replicate_of is not None:
@@ -418,6 +425,44 @@ class Worker:
         _optuna.record(self.storage.engine, [(trial, recorded, reports)])  # one round trip
         return trainer
 
+    def _owner(self, slot: Slot) -> Owner:
+        return Owner(self.study.study_name, self.identity, slot.series)
+
+    def _resume_point(self, slot: Slot) -> Checkpoint | None:
+        """``slot``'s series' checkpoint if it resumes this trial; a checkpoint that must
+        not be trained on (malformed, another trial's, as long as the trial) is ignored with
+        a warning and the trial starts over."""
+        owner = self._owner(slot)
+        try:
+            checkpoint = self.checkpoints.load(owner)
+            if checkpoint is not None:
+                with torch.device("meta"):  # shapes only: no memory, no draw from the RNG
+                    model = SimpleCNN()
+                checkpoint.check(model, self.spec.training.epochs)
+            return checkpoint
+        except CheckpointError as err:
+            self.progress.trial(
+                slot.number,
+                f"warning: checkpoint {self.checkpoints.path(owner)} ignored ({err}); "
+                "starting over from epoch 1",
+            )
+            return None
+
+    def _save(self, slot: Slot, trainer: Trainer) -> None:
+        """Checkpoint ``slot``'s trial; when that fails (a full disk), say so once and go on
+        without checkpointing it: its earlier checkpoint, if any, stays for a retry."""
+        if not slot.checkpointing or slot.member is None:
+            return
+        try:
+            self.checkpoints.save(
+                self._owner(slot), Checkpoint(trainer.member_state(slot.member), slot.history)
+            )
+        except CheckpointError as err:
+            slot.checkpointing = False
+            self.progress.trial(
+                slot.number, f"warning: {err}; the trial goes on without checkpointing"
+            )
+
     def _record(
         self, slots: list[Slot], trainer: Trainer, results: list[EpochResult]
     ) -> list[tuple[Slot, TrialState]]:
@@ -446,13 +491,9 @@ class Worker:
             reports: dict[int, float] = {}
             if result.finite:
                 slot.history.append(result.val_accuracy)
-                if result.epoch < epochs and slot.member is not None:
+                if result.epoch < epochs:
                     # Checkpoint first: once an epoch is reported, a retry can resume after it.
-                    self.checkpoints.save(
-                        self.study.study_name,
-                        slot.series,
-                        Checkpoint(trainer.member_state(slot.member), slot.history),
-                    )
+                    self._save(slot, trainer)
                 reports[result.epoch] = result.val_accuracy
                 values[attrs.EPOCHS_RUN] = result.epoch
             entries.append((slot.trial, values, reports))
@@ -494,7 +535,7 @@ class Worker:
             self.study.tell(slot.trial, value)
         elif state is TrialState.PRUNED:
             self.study.tell(slot.trial, state=TrialState.PRUNED)
-        self.checkpoints.remove(self.study.study_name, slot.series)
+        self.checkpoints.remove(self._owner(slot))
         if trainer is not None and slot.member is not None:
             trainer.remove(slot.member)
         slots.remove(slot)

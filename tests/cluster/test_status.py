@@ -267,40 +267,73 @@ def test_an_unlimited_budget_has_no_eta(storage_url: str) -> None:
     assert s["eta_basis"] == "the budget is unlimited: workers run until stopped"
 
 
-def _snapshots(proc: subprocess.Popen[str], count: int, timeout: float = 60) -> list[str]:
-    """Read ``proc``'s stdout until ``count`` snapshots (separated by blank lines) are whole."""
+def _snapshots(proc: subprocess.Popen[str], count: int) -> list[str]:
+    """Read ``proc``'s stdout until ``count`` snapshots (separated by blank lines) are whole,
+    or it ends: waits on its lines, however slowly a loaded machine produces them."""
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
     blocks: list[list[str]] = [[]]
     for line in proc.stdout:
         if line == "\n":
             blocks.append([])
         else:
             blocks[-1].append(line)
-        if len(blocks) > count or time.monotonic() > deadline:
+        if len(blocks) > count:
             break
     return ["".join(b) for b in blocks[:count]]
 
 
-def test_watch_refreshes_until_ctrl_c(fleet: Fleet) -> None:
-    proc = subprocess.Popen(
-        [str(SCRIPT), "status", "--study", "fleet", "--storage", fleet.url, "--watch", "0.2"],
+def _watch(url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(SCRIPT), "status", "--study", "fleet", "--storage", url, "--watch", "0.2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ),
     )
+
+
+def test_watch_refreshes_until_ctrl_c(fleet: Fleet) -> None:
+    proc = _watch(fleet.url)
     try:
         first, second = _snapshots(proc, 2)
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate()  # its exit is the event: no deadline
     for snapshot in (first, second):
         assert snapshot.startswith("study 'fleet': 16 of 20 trials used, 4 left"), snapshot
         assert "\x1b[" not in snapshot  # no screen codes into a pipe
         assert snapshot.rstrip().splitlines()[-1].startswith("ETA: ")
     assert proc.returncode == 0, err
     assert err == ""
+
+
+def test_ctrl_c_ends_watch_while_a_query_is_blocked(fleet: Fleet) -> None:
+    """A refresh blocked in the database (another session holds an exclusive lock on the
+    trials table): SIGINT still ends the watch with exit 0 while the lock is held."""
+    engine = sa.create_engine(fleet.url)
+    holder = engine.connect()
+    proc = _watch(fleet.url)
+    try:
+        _snapshots(proc, 1)
+        holder.execute(sa.text("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE"))
+        with engine.connect() as probe:  # the event: the watch's query waits on the lock
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+            while not probe.execute(waiting).scalar_one():
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        # Only a bound on failure (the lock is held until after this): a watch that cannot
+        # be interrupted would otherwise hang here forever.
+        code = proc.wait(timeout=120)
+        assert code == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        holder.rollback()
+        holder.close()
+        proc.kill()
+        proc.communicate()
+        engine.dispose()
 
 
 def test_bad_input_is_one_line_and_exit_2(fleet: Fleet) -> None:
@@ -502,3 +535,42 @@ def _trials_of(url: str) -> dict[int, dict[str, Any]]:
     result = sweeper("trials", "--study", "tasks", "--storage", url, "--format", "json")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     return {row["number"]: row for row in json.loads(result.stdout)}
+
+
+def test_trials_waiting_with_no_live_worker_are_said_so_without_an_eta(storage_url: str) -> None:
+    """Budget 4: 1 complete a minute ago (a rate), 1 interrupted (its copy waits), 1 running
+    whose worker went silent an hour ago, 1 unclaimed: nobody is alive to run them."""
+    spec = _spec("fleet", 4)
+    storage = open_storage(storage_url, spec.storage)
+    study = create_or_load(storage, spec)
+    done = study.ask()
+    study.tell(done, 0.5)
+    silent = study.ask()
+    silent.set_user_attr(attrs.WORKER, "gone:1")
+    storage.record_heartbeat(_optuna.trial_id(silent))
+    copy = requeue.interrupt(study, storage, study.ask(), "stopped by SIGTERM", max_retry=3)
+    assert copy is not None
+    engine = storage.engine
+    _sql(engine, "UPDATE trials SET datetime_start = (now() AT TIME ZONE 'UTC') - interval '2 h'")
+    _finished_ago(engine, done, 60)
+    _sql(engine, "UPDATE trial_heartbeats SET heartbeat = LOCALTIMESTAMP - interval '1 h'")
+
+    s = _status(storage_url)
+    assert s["per_minute"] is not None, "a trial finished in the window: a rate exists"
+    assert (s["to_finish"], s["unattended"], s["eta_s"]) == (3, True, None)
+    assert s["eta_basis"] == (
+        "no live worker: 3 trials to finish (1 unclaimed + 1 running + 1 waiting)"
+    )
+    table = sweeper("status", "--study", "fleet", "--storage", storage_url)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert (
+        "workers: none alive: 3 trials wait for one; start one with "
+        "'sweeper worker --study fleet'" in lines
+    ), table.stdout
+    assert lines[-1] == f"ETA: none ({s['eta_basis']})", table.stdout
+
+    # A live heartbeat again: a worker is alive, and the ETA comes from the rate.
+    storage.record_heartbeat(_optuna.trial_id(silent))
+    s = _status(storage_url)
+    assert s["unattended"] is False and s["eta_s"] is not None, s

@@ -177,3 +177,23 @@ def test_it_serves_on_ipv6_loopback(shared_url: str) -> None:
         assert live.url.startswith("http://[::1]:")
         status, _, page = get(live.url)
         assert status == 200 and b"cifar10-adamw" in page
+
+
+def test_a_database_outage_is_logged_with_the_driver_s_reason() -> None:
+    """PostgreSQL stops under a live page: the poll answers 500 and the dashboard's terminal
+    names the driver's own reason, not Optuna's "invalid data ... exceeding max length"."""
+    from pgtools import embedded_postgres
+
+    with embedded_postgres() as server:
+        url = server.url()
+        add_sweep(url, n_trials=10)
+        with dashboard("--study", SWEEP, "--storage", url) as live:
+            assert get(live.url + f"api/study/{SWEEP}")[0] == 200
+            server.stop()
+            status, _, body = get(live.url + f"api/study/{SWEEP}")
+            assert status == 500, body
+        log = live.process.stderr.read() if live.process.stderr else ""
+    lines = [line for line in log.splitlines() if line.startswith("sweeper dashboard: ")]
+    assert lines, log
+    assert all("OperationalError: " in line for line in lines), log
+    assert "exceeding max length" not in log and "sqlalche.me" not in log, log

@@ -236,3 +236,42 @@ def test_read_only_commands_skip_optuna_s_schema_set_up(
         args += ["-o", str(tmp_path / "r.html")]
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "--study", "adam-vs-adamw", "-o"],
+        ["importance", "--study", "cifar10-adamw", "--plot"],
+    ],
+    ids=["report", "importance-plot"],
+)
+def test_a_full_disk_leaves_no_partial_file(
+    command: list[str], shared_url: str, tmp_path: Path
+) -> None:
+    """The output folder is a real 1 MiB tmpfs (mounted in a mount namespace of the command's
+    own, so nothing stays mounted): either HTML inlines plotly.js (~4.6 MB) and cannot fit.
+    One line, exit 1, and the folder holds nothing afterwards."""
+    import os
+    import shutil
+    import subprocess
+
+    from clirun import SCRIPT
+
+    assert shutil.which("unshare"), "util-linux's unshare makes the command's own tmpfs"
+    folder = tmp_path / "small"
+    folder.mkdir()
+    out = folder / "out.html"
+    # Run the command on the tmpfs, then list what it left there (still inside the namespace).
+    listing = tmp_path / "left.txt"
+    script = 'mount -t tmpfs -o size=1M tmpfs "$0" && "$@"; c=$?; ls -A "$0" > "$LEFT"; exit $c'
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder),
+         str(SCRIPT), *command, str(out), "--storage", shared_url],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "LEFT": str(listing)},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    line = one_line_error(result)
+    assert line == f"sweeper: error: cannot write {out}: No space left on device", line
+    assert listing.read_text() == "", f"left in the full folder: {listing.read_text()!r}"

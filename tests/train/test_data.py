@@ -165,3 +165,29 @@ def test_an_archive_is_unpacked_and_decoded_once_by_workers_starting_together(
     assert len({line for line in lines if line.startswith("sum ")}) == 1, said  # same data
     assert len(list((cache_dir() / "unpacked").iterdir())) == 1  # no staging left behind
     assert len(list(cache_dir().glob("cifar10-*.pt"))) == 1
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5, "numpy 1 names"])
+def test_python_batches_of_every_pickle_protocol_load(
+    protocol: int | str, tiny_official: Path, tmp_path: Path
+) -> None:
+    """The restricted unpickler reads what the format holds however it was pickled (the
+    official files are Python 2 pickles that name numpy.core.multiarray, as numpy 1 did)."""
+    import pickle
+
+    images, labels = make_images(2, seed=3)
+    batch = {
+        b"data": images.reshape(len(images), -1).numpy(),
+        b"labels": labels.tolist(),
+        b"batch_label": b"tiny",
+        b"filenames": [b"a.png"] * len(labels),
+    }
+    raw = pickle.dumps(batch, protocol=2 if isinstance(protocol, str) else protocol)
+    if isinstance(protocol, str):
+        assert b"numpy._core.multiarray\n" in raw
+        raw = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    root = tmp_path / "data"
+    shutil.copytree(tiny_official, root)
+    (root / "cifar-10-batches-py" / "test_batch").write_bytes(raw)
+    data = load_dataset(DataSpec(), str(root))
+    assert torch.equal(data.test_x, images) and torch.equal(data.test_y, labels)

@@ -188,9 +188,58 @@ def test_an_interrupted_worker_s_trials_resume_from_their_checkpoints(
 
 
 def test_checkpoint_folders_of_different_study_names_never_collide(tmp_path: Path) -> None:
-    from sweeper.work.checkpoints import CheckpointStore
+    from sweeper.work.checkpoints import CheckpointStore, Owner
 
     store = CheckpointStore(tmp_path)
-    folders = {store.path(name, 0).parent for name in ("a/b", "a_b", "a b", "a:b", "..", ".")}
+    names = ("a/b", "a_b", "a b", "a:b", "..", ".")
+    folders = {store.path(Owner(name, "s/db/1", 0)).parent.parent for name in names}
     assert len(folders) == 6 and all(f.parent == tmp_path for f in folders), folders
-    assert store.path("cifar10-adamw", 3) == tmp_path / "cifar10-adamw" / "trial-3.pt"
+    path = store.path(Owner("cifar10-adamw", "s/db/1", 3))
+    assert path.parent.parent == tmp_path / "cifar10-adamw" and path.name == "trial-3.pt"
+    # The same name in another database (or on another server) has a folder of its own.
+    assert store.path(Owner("cifar10-adamw", "s/db2/1", 3)).parent != path.parent
+
+
+INHERIT_SPEC = """
+[study]
+name = "inherit"
+n_trials = 1
+[sampler]
+kind = "random"
+seed = 1
+[pruner]
+kind = "none"
+[training]
+epochs = 3
+[storage]
+heartbeat_interval = 1
+grace_period = {grace}
+"""
+
+
+def test_a_worker_with_nothing_to_claim_stays_and_finishes_a_dead_worker_s_trial(
+    storage_url: str, tiny_official: Path, tmp_path: Path
+) -> None:
+    """Budget 1. Worker A runs trial 0 and is frozen (SIGSTOP: no more heartbeats) after its
+    first epoch; worker B starts, finds nothing to claim while trial 0 runs and waits (old
+    workers left here). A is then killed: once trial 0's heartbeat is past the grace period,
+    B re-queues it, resumes its copy from the checkpoint and finishes the budget."""
+    # The grace period only has to outlast B's start-up (imports, data, first claim) after
+    # A is frozen, so that B's first claim sees trial 0 alive; B's waiting line is the event.
+    spec = tmp_path / "inherit.toml"
+    spec.write_text(INHERIT_SPEC.format(grace=30))
+    args = ["--storage", storage_url, "--data", str(tiny_official)]
+    a = start_and_wait_for(["run", str(spec), *args], "trial   0 | epoch 1/3")
+    a.send_signal(signal.SIGSTOP)
+    try:
+        b = start_and_wait_for(["worker", "--study", "inherit", *args], "budget used: waiting")
+    finally:
+        a.kill()
+        a.wait()
+    code, rest = finish(b)
+    assert code == 0, rest
+    assert "its worker went silent; failed and re-queued as trial 1" in rest, rest
+    assert "resumed after epoch 1" in rest and "this worker ran 1 trials" in rest, rest
+    trials = optuna.load_study(study_name="inherit", storage=storage_url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert sorted(trials[1].intermediate_values) == [1, 2, 3]

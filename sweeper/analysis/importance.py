@@ -16,7 +16,8 @@ Promises:
   trials, each normalised to sum to 1, and PED-ANOVA at each epoch over COMPLETE, PRUNED
   and RUNNING trials. They pool every optimizer into one answer, which is misleading when
   the optimizers disagree (on an Adam-vs-AdamW grid: PED-ANOVA 0.00 and fANOVA 0.52 for wd
-  where AdamW's is ~0 and Adam's ~0.9), and they cost seconds: hence opt-in. ``ImportanceInfo.evaluators`` records which ran.
+  where AdamW's is ~0 and Adam's ~0.9), and they cost seconds: hence opt-in.
+  ``ImportanceInfo.evaluators`` records which ran.
 - Both pooled evaluators see lr and weight_decay in log10 units (the units they were sampled
   in). Optuna's fANOVA integrates its forest over the search box in linear units even for a
   log parameter, which gives the lowest decade of lr almost no weight; handing it log10 values

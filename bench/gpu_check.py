@@ -28,7 +28,10 @@ in the table without stopping the others):
 4. one full-data epoch (50,000 / 10,000 images) of one trial at lr 1e-3 / wd 1e-2, seed 0,
    on the GPU with CUDA graphs and on this machine's CPU, accuracies side by side (same
    seed and batch order: they differ only by float rounding, so by about the binomial
-   test-set noise sqrt(p(1-p)/10000) ~ 0.5 points at most).
+   test-set noise sqrt(p(1-p)/10000) ~ 0.5 points at most);
+5. with ``--curves``, the learning-curve corpus on the full data set (``bench/record_curves.py
+   --device cuda``: 48 configurations x 3 seeds x 10 epochs, 50,000 / 10,000 images) into
+   ``curves-gpu-full.json`` beside the report, for the curve pruner's prior and replay.
 
 Without CUDA it exits with status 2 and one line.
 """
@@ -200,6 +203,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "gpu-check"))
     parser.add_argument("--data", default=None, help="cifar10-jpeg.tar.gz (see the docstring)")
+    parser.add_argument("--curves", action="store_true", help="also record the full-data corpus")
     args = parser.parse_args()
     try:
         import torch
@@ -258,6 +262,12 @@ def main() -> int:
             "log": "-",
         }
     )
+    if args.curves:
+        corpus = [
+            *(py, "bench/record_curves.py", "--device", "cuda", "--data", str(data)),
+            *("--train-size", "0", "--val-size", "0", "--out", str(out / "curves-gpu-full.json")),
+        ]
+        report["steps"].append(_run("curve corpus", corpus, 540, out / "curves.log"))
     for key, name in (("adamw_step", "adamw_step.json"), ("throughput", "throughput.json")):
         if (out / name).exists():
             report[key] = json.loads((out / name).read_text())

@@ -55,3 +55,6 @@ PROVENANCE = (
 # names the copy that runs in its place (sweeper.study's budget query reads both).
 FAIL_REASON = "fail_reason"
 REQUEUED_AS = "requeued_as"
+# A trial the curve pruner stopped: the forecast that decided (sweeper.pruners.CurvePruner):
+# epoch, later epochs with mean / 95% low / high, the best, the target and the chance.
+FORECAST = "forecast"

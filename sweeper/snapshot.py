@@ -38,6 +38,7 @@ WD = attrs.WD
 OPTIMIZER = attrs.OPTIMIZER
 REPLICATE_OF = attrs.REPLICATE_OF
 SEED = attrs.SEED
+EPOCHS_RUN = attrs.EPOCHS_RUN
 
 
 class StudySnapshot(NamedTuple):
@@ -195,6 +196,7 @@ class Run(NamedTuple):
     optimizer: str
     seed: int | None
     replicate_of: int | None  # the trial this one repeats with another seed
+    epochs_run: int | None = None  # the last epoch it reported (attrs.EPOCHS_RUN)
 
 
 def _int_or_none(x: Any) -> int | None:
@@ -218,6 +220,7 @@ def runs(snap: StudySnapshot) -> tuple[Run, ...]:
                 optimizer=optimizer_of(t),
                 seed=_int_or_none(t.user_attrs.get(SEED)),
                 replicate_of=_int_or_none(t.user_attrs.get(REPLICATE_OF)),
+                epochs_run=_int_or_none(t.user_attrs.get(EPOCHS_RUN)),
             )
         )
     return tuple(out)
@@ -235,10 +238,13 @@ def runs_from_storage(
 
     head = _snapshot_of(snapshot_guard(study), ())  # the study's attributes: its spec
     rows = read_runs(
-        storage, study.study_name, (LR, WD, OPTIMIZER), (OPTIMIZER, SEED, REPLICATE_OF)
+        storage,
+        study.study_name,
+        (LR, WD, OPTIMIZER),
+        (OPTIMIZER, SEED, REPLICATE_OF, EPOCHS_RUN),
     )
     out = []
-    for number, state, value, lr, wd, opt_param, opt_attr, seed, rep in rows:
+    for number, state, value, lr, wd, opt_param, opt_attr, seed, rep, epochs_run in rows:
         # optimizer_of and lr_wd, on the stored row instead of a FrozenTrial.
         xy = lr_wd_of(lr, wd)
         complete = state == TrialState.COMPLETE and value is not None and math.isfinite(value)
@@ -252,6 +258,7 @@ def runs_from_storage(
                 optimizer=str(opt_attr if opt_attr is not MISSING else (opt_param or "adamw")),
                 seed=_int_or_none(seed),
                 replicate_of=_int_or_none(rep),
+                epochs_run=_int_or_none(epochs_run),
             )
         )
     return head, tuple(out)

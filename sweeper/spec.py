@@ -62,6 +62,9 @@ PRUNER_PARAMS: dict[str, dict[str, type]] = {
         "min_early_stopping_rate": int,
     },
     "hyperband": {"min_resource": int, "max_resource": int, "reduction_factor": int},
+    # sweeper.pruners: the learning-curve pruner and the one-epoch top-k baseline.
+    "curve": {"threshold": float, "min_epochs": int},
+    "top_k": {"k": int},
     "none": {},
 }
 
@@ -379,11 +382,17 @@ def _pruner(root: _Checker) -> PrunerSpec:
     params = _params(table, PRUNER_PARAMS[kind], {"kind"})
     for key, value in params.items():
         table.at_least(key, value, PRUNER_MINIMUM.get(key, 0))
+    threshold = params.get("threshold")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise table.fail("threshold", f"must lie strictly between 0 and 1 (got {threshold!r})")
     return PrunerSpec(kind=kind, params=params)
 
 
 # Smallest value each pruner parameter takes (Optuna raises on less, or never prunes).
-PRUNER_MINIMUM = {"interval_steps": 1, "min_resource": 1, "max_resource": 1, "reduction_factor": 2}
+PRUNER_MINIMUM = {
+    "interval_steps": 1, "min_resource": 1, "max_resource": 1, "reduction_factor": 2,
+    "min_epochs": 1, "k": 1,
+}  # fmt: skip
 
 
 def _check_resources(root: _Checker, pruner: PrunerSpec, epochs: int) -> None:

@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import _optuna, attrs
 from sweeper.errors import SweeperError, UsageError, one_line
+from sweeper.pruners import CurvePruner, FirstEpochTopK
 from sweeper.spec import StudySpec, grid_points, spec_from_dict, spec_to_dict
 from sweeper.storage import exclusive, redact
 
@@ -191,6 +192,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     if p.kind == "hyperband":
         params.setdefault("max_resource", spec.training.epochs)
         return optuna.pruners.HyperbandPruner(**params)
+    if p.kind == "curve":
+        return CurvePruner(spec.training.epochs, n_val=spec.data.val_size, **params)
+    if p.kind == "top_k":
+        return FirstEpochTopK(**params)
     if p.kind == "none":
         return optuna.pruners.NopPruner()
     raise UsageError(f"unknown pruner kind {p.kind!r}")

@@ -32,6 +32,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("snapshot",),
     ("analysis",),
     ("train",),
+    ("pruners",),
     ("study",),
     ("work",),
     ("flags",),

@@ -302,6 +302,24 @@ def test_a_note_on_a_finished_trial_reads_back_as_an_attribute_set_before(
     assert _without_times(listed["door"]) == _without_times(listed["api"])
 
 
+def test_a_pruner_s_note_reads_back_as_set_user_attr_writes_it(storage_url: str) -> None:
+    """``set_running_user_attr`` (what a pruner holding only a ``FrozenTrial`` writes) against
+    ``Trial.set_user_attr`` on the live trial: the same rows, the same CLI listing."""
+    twins = _twins(storage_url)
+    (mine,), theirs = _claim(twins, 1), twins.api.ask()
+    note = {"epoch": 2, "mean": [0.2, 0.21], "chance": 1e-4}
+    for trial in (mine, theirs):
+        trial.report(0.2, 1)
+    frozen = next(t for t in twins.door.get_trials(deepcopy=False) if t.number == mine.number)
+    _optuna.set_running_user_attr(twins.door, frozen, attrs.FORECAST, note)
+    theirs.set_user_attr(attrs.FORECAST, note)
+    twins.door.tell(mine, state=TrialState.PRUNED)
+    twins.api.tell(theirs, state=TrialState.PRUNED)
+    assert _stored(storage_url, "door") == _stored(storage_url, "api")
+    listed = {n: _optuna_cli(storage_url, "trials", "--study-name", n) for n in ("door", "api")}
+    assert _without_times(listed["door"]) == _without_times(listed["api"])
+
+
 def test_the_budget_counts_what_its_definition_says(storage_url: str) -> None:
     """``budget_used`` against its definition applied to ``get_trials``: finished, running
     and queued trials count, a failure counts once it has a reason unless it was re-queued,

@@ -66,6 +66,19 @@ BAD_SPECS = [
         '[study]\nname = "x"\n[pruner]\nkind = "median"\nmin_resource = 1\n',
         "[pruner] min_resource is not a known key",
     ),
+    (
+        '[study]\nname = "x"\n[pruner]\nkind = "curve"\nthreshold = 1.0\n',
+        "[pruner] threshold must lie strictly between 0 and 1 (got 1.0)",
+    ),
+    (
+        '[study]\nname = "x"\n[pruner]\nkind = "curve"\nthreshold = "low"\n',
+        "[pruner] threshold must be a number",
+    ),
+    (
+        '[study]\nname = "x"\n[pruner]\nkind = "curve"\nmin_epochs = 0\n',
+        "[pruner] min_epochs must be >= 1 (got 0)",
+    ),
+    ('[study]\nname = "x"\n[pruner]\nkind = "top_k"\nk = 0\n', "[pruner] k must be >= 1 (got 0)"),
     ('[study]\nname = "x"\n[space]\noptimizer = ["sgd"]\n', "[space] optimizer must be one of"),
     ('[study]\nname = "x"\n[sampler]\nkind = "grid"\n', "[sampler] points is required"),
     (

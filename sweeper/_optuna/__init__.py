@@ -7,7 +7,7 @@ route; when Optuna changes one of these, only this package breaks, and
 ``make door-compat``) says so. ``tests/test_layout.py`` keeps every other module off
 Optuna's private modules and tables.
 
-- ``trial``: a live trial's id and stored record.
+- ``trial``: a live trial's id and stored record; a note on a trial a pruner stops.
 - ``claim``: the study's row lock, the budget's count, trials started without ``ask``.
 - ``record``: a pack's epoch in one round trip; notes on finished trials.
 - ``fleet``: stale running trials; the fleet's rows for ``sweeper status``.
@@ -21,7 +21,7 @@ from sweeper._optuna.claim import budget_used, live_trials, lock_trial_creation,
 from sweeper._optuna.fleet import fleet_rows, stale_trials
 from sweeper._optuna.read import rdb_models
 from sweeper._optuna.record import annotate_finished, record
-from sweeper._optuna.trial import frozen, trial_id
+from sweeper._optuna.trial import frozen, set_running_user_attr, trial_id
 
 __all__ = [
     "annotate_finished",
@@ -32,6 +32,7 @@ __all__ = [
     "lock_trial_creation",
     "rdb_models",
     "record",
+    "set_running_user_attr",
     "stale_trials",
     "start_trials",
     "trial_id",

@@ -27,3 +27,15 @@ def frozen(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> FrozenT
     ``RetryHeartbeatStaleTrialCallback`` writes it.
     """
     return storage.get_trial(trial_id(trial))
+
+
+def set_running_user_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: object) -> None:
+    """Set a user attribute of a running trial known only as the ``FrozenTrial`` a pruner
+    is handed.
+
+    Why: ``BasePruner.prune`` receives the study and a ``FrozenTrial``, not the live
+    ``Trial``; the storage's public ``set_trial_user_attr`` takes the trial's id, which only
+    the study's private ``_storage`` and the record's private ``_trial_id`` hold (Optuna's
+    own ``Trial.set_user_attr`` makes this same call).
+    """
+    study._storage.set_trial_user_attr(trial._trial_id, key, value)

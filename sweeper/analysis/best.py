@@ -36,6 +36,7 @@ from sweeper.analysis.claims import (
 )
 from sweeper.analysis.decay import DecayCheck, Schedule, decay_check
 from sweeper.analysis.noise import Config, NoiseModel, indistinguishable
+from sweeper.analysis.pruning import EpochsSaved
 from sweeper.analysis.winner import Winner, simultaneous, winner
 
 Box = tuple[tuple[float, float], tuple[float, float]]
@@ -52,6 +53,7 @@ class BestInfo(NamedTuple):
     verdict: str
     decay: DecayCheck | None
     estimate: Winner | None = None  # the best configuration's selection-corrected value
+    pruning: EpochsSaved | None = None  # what pruning saved (None: not recorded)
 
 
 def _span(values: Sequence[float | None]) -> tuple[float, float] | None:
@@ -74,12 +76,14 @@ def best_info(
     box: Box | None = None,
     margin: float = MARGIN,
     n_pruned: int = 0,
+    pruning: EpochsSaved | None = None,
 ) -> BestInfo:
     """The best configuration of ``model``, its corrected value, the claims and the verdict.
 
     ``box`` is the space searched (the spec's; default: the range the configurations tried),
     over which claims are made; ``adamw_space`` is the AdamW trials' box, for the decay-axis
-    warning (with ``schedule``); ``n_pruned`` trials were left out of the claims.
+    warning (with ``schedule``); ``n_pruned`` trials were left out of the claims;
+    ``pruning`` is carried through for ``sweeper best``.
     """
     decay = None
     if schedule is not None and adamw_space is not None:
@@ -96,7 +100,9 @@ def best_info(
         else Claims((), margin, "", n_pruned=n_pruned)
     )
     if not model.configs:
-        return BestInfo(model, None, (), None, None, said, (), "no completed trial yet", decay)
+        return BestInfo(
+            model, None, (), None, None, said, (), "no completed trial yet", decay, None, pruning
+        )
     best = model.configs[0]
     within = indistinguishable(model)
     estimate = _estimate(model, best) if best.se is not None else None
@@ -111,6 +117,7 @@ def best_info(
         verdict="",
         decay=decay,
         estimate=estimate,
+        pruning=pruning,
     )
     return info._replace(verdict=_verdict(info))
 

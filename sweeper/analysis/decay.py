@@ -43,8 +43,9 @@ def schedule(epochs: int, batch_size: int, train_size: int | None) -> Schedule:
 
 
 def shrink(lr: float, wd: float, steps: int) -> float:
-    """Fraction by which decoupled decay alone shrinks a weight over ``steps`` steps."""
-    return 1.0 - (1.0 - lr * wd) ** steps
+    """Fraction by which decoupled decay alone shrinks a weight over ``steps`` steps (1: all
+    of it; with lr x wd >= 1 one step already wipes it, and the power would overflow)."""
+    return 1.0 - max(0.0, 1.0 - lr * wd) ** steps
 
 
 def memory_epochs(lr: float, wd: float, steps_per_epoch: int) -> float:

@@ -31,6 +31,7 @@ Promises:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -129,6 +130,7 @@ def f_sf(x: float, d1: float, d2: float) -> float:
     return betainc(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * x))
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(level: float, df: float) -> float:
     """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom
     (``t_quantile(0.95, df) == t975(df)`` to 1e-3), by bisection on ``f_sf`` (t^2 = F(1, df))."""

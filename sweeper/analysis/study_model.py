@@ -18,6 +18,7 @@ from sweeper.analysis import noise
 from sweeper.analysis.best import BestInfo, best_info
 from sweeper.analysis.claims import MARGIN
 from sweeper.analysis.decay import Schedule, schedule
+from sweeper.analysis.pruning import epochs_saved
 from sweeper.snapshot import LR, WD, Run, StudySnapshot, TrialPoint, runs, trial_points
 
 
@@ -33,6 +34,7 @@ class Setup(NamedTuple):
     grid: tuple[tuple[float, ...], tuple[float, ...]] | None  # (lr values, wd values)
     lr_space: tuple[float, float] | None
     wd_space: tuple[float, float] | None
+    pruner: str | None = None  # e.g. "median", "curve (threshold 0.05)"
 
 
 def _get(tree: Any, *path: str) -> Any:
@@ -58,7 +60,7 @@ def setup(snap: StudySnapshot) -> Setup:
     """Read the study's stored spec (``user_attrs["spec"]``, as ``spec_to_dict`` wrote it)."""
     spec = snap.user_attrs.get(attrs.SPEC)
     if not isinstance(spec, Mapping):
-        return Setup(None, None, None, None, None, None)
+        return Setup(None, None, None, None, None, None, None)
     data = _get(spec, "data") or {}
     # A spec without val_size/train_size uses the whole CIFAR-10 split (spec.DataSpec).
     n_val = _positive_int(_get(data, "val_size")) or noise.DEFAULT_N_VAL
@@ -83,7 +85,19 @@ def setup(snap: StudySnapshot) -> Setup:
         grid=grid,
         lr_space=_space(spec, LR),
         wd_space=_space(spec, WD),
+        pruner=_pruner(spec),
     )
+
+
+def _pruner(spec: Any) -> str | None:
+    """The stored spec's pruner in words: its kind and the parameters it sets."""
+    table = _get(spec, "pruner")
+    if not isinstance(table, Mapping) or not isinstance(table.get("kind"), str):
+        return None
+    stored = table.get("params")  # spec_to_dict keeps them apart; a hand-made spec may not
+    pairs = stored.items() if isinstance(stored, Mapping) else table.items()
+    params = ", ".join(f"{k} {v}" for k, v in pairs if k not in ("kind", "params"))
+    return f"{table['kind']}{f' ({params})' if params else ''}"
 
 
 def observations(rows: Iterable[Run]) -> list[noise.Observation]:
@@ -169,6 +183,7 @@ def _best(
         box=_claims_box(st),
         margin=margin,
         n_pruned=sum(1 for r in rows if r.state == TrialState.PRUNED),
+        pruning=epochs_saved(rows, st.schedule.epochs if st.schedule else None, st.pruner),
     )
 
 

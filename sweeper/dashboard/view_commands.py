@@ -211,7 +211,8 @@ def best_rows(row: dict[str, Any], info: BestInfo) -> dict[str, Any]:
     mean over seeds; ``best_run`` is the best single trial's row (``value``, ``params``,
     ``number``, ``seed``, ``epochs_run``, ``provenance``...). Then ``claims`` (matters / does
     not matter / inconclusive, each with its test), ``noise``, ``within_noise`` and its
-    ranges, ``verdict``, ``warnings``."""
+    ranges, ``verdict``, ``warnings``, and ``pruning`` (epochs trained and saved; None when
+    not recorded)."""
     from sweeper.analysis.best import optimism
 
     m = info.model
@@ -245,6 +246,19 @@ def best_rows(row: dict[str, Any], info: BestInfo) -> dict[str, Any]:
     out["claims_margin"] = info.claims.margin
     out["claims_note"] = info.claims.note or None
     out["pruned_left_out"] = info.claims.n_pruned
+    saved = info.pruning
+    out["pruning"] = (
+        {
+            "pruner": saved.pruner,
+            "stopped": saved.n_stopped,
+            "epochs_trained": saved.trained,
+            "epochs_unpruned": saved.full,
+            "epochs_saved": saved.saved,
+            "sentence": saved.sentence,
+        }
+        if saved is not None
+        else None
+    )
     out["noise"] = {
         "sd_per_run": m.sd_run,
         "df": m.df,
@@ -329,6 +343,8 @@ def best_table(out: dict[str, Any]) -> str:
         if len(within) > 12:
             lines.append(f"  ... and {len(within) - 12} more (--format json lists them all)")
     lines += [f"warning: {w}" for w in out["warnings"]]
+    if out["pruning"]:
+        lines.append(out["pruning"]["sentence"])
     lines.append("")
     lines.append("best single run (its value is the top of many noisy runs: see above):")
     from sweeper.study import TRIAL_COLUMNS

@@ -60,6 +60,7 @@ class EpochResult:
     train_loss: float  # mean cross-entropy over the epoch's minibatches
     val_accuracy: float  # fraction of the test split classified correctly
     seconds: float  # wall time of the pack's training plus evaluation (members share it)
+    val_loss: float = math.nan  # mean cross-entropy on the test split
 
     @property
     def finite(self) -> bool:
@@ -248,28 +249,30 @@ class Trainer:
         return means
 
     @torch.no_grad()
-    def evaluate(self) -> list[float]:
-        """Each member's accuracy on the test split, in large batches."""
+    def evaluate(self) -> list[tuple[float, float]]:
+        """Each member's (accuracy, mean cross-entropy) on the test split, in large batches."""
         models = [m.model for m in self.members]
         for model in models:
             model.eval()
         correct = torch.zeros(len(models), dtype=torch.int64, device=self.device)
+        loss = torch.zeros(len(models), dtype=torch.float64, device=self.device)
         # Activations grow with K: keep one evaluation batch's memory about that of one trial.
         step = max(1, self.spec.eval_batch_size // len(models))
         for start in range(0, len(self.data.test_y), step):
             logits = self._logits(models, self.data.test_x[start : start + step])
-            hits = logits.argmax(dim=2) == self.data.test_y[start : start + step]
-            correct += hits.sum(dim=1)
+            targets = self.data.test_y[start : start + step]
+            correct += (logits.argmax(dim=2) == targets).sum(dim=1)
+            loss += member_losses(logits, targets).double() * len(targets)
         n = max(len(self.data.test_y), 1)
-        return [c / n for c in correct.tolist()]
+        return [(c / n, v / n) for c, v in zip(correct.tolist(), loss.tolist(), strict=True)]
 
     def run_epoch(self) -> list[EpochResult]:
         """Train one pack epoch, then evaluate; one result per member, in member order."""
         started = time.perf_counter()
         losses = self.train_epoch()
-        accuracies = self.evaluate()
+        evaluations = self.evaluate()
         seconds = time.perf_counter() - started
         return [
-            EpochResult(m.epochs_done, loss, acc, seconds)
-            for m, loss, acc in zip(self.members, losses, accuracies, strict=True)
+            EpochResult(m.epochs_done, loss, acc, seconds, val_loss)
+            for m, loss, (acc, val_loss) in zip(self.members, losses, evaluations, strict=True)
         ]

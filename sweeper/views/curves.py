@@ -1,7 +1,10 @@
 """View 7, learning curves: validation accuracy after every epoch, per trial.
 
 ``curves_info(snap)`` collects every trial that reported (any state) and the best trial;
-``curves_figure(info)`` draws them, pruned trials dotted and ending in a cross, the best red.
+``curves_figure(info)`` draws them, pruned trials dotted and ending in a cross at the epoch
+they were stopped, the best red. A trial the curve pruner stopped also shows the forecast
+that decided (``attrs.FORECAST``): its later epochs' 95% band and mean, from the stop on,
+and the line it had too little chance to reach.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import plotly.graph_objects as go
 from numpy.typing import NDArray
 from optuna.trial import TrialState
 
+from sweeper import attrs
 from sweeper.snapshot import StudySnapshot, best_trial, curve_of, lr_wd, optimizer_of
 from sweeper.views.style import (
     BEST_COLOUR,
@@ -35,6 +39,30 @@ class Curve(NamedTuple):
     values: tuple[float, ...]
     lr: float | None
     weight_decay: float | None
+    forecast: Forecast | None = None  # the curve pruner's, when it stopped this trial
+
+
+class Forecast(NamedTuple):
+    """What the curve pruner forecast when it stopped a trial (``attrs.FORECAST``)."""
+
+    epochs: tuple[int, ...]  # the epoch it stopped at, then every later one
+    mean: tuple[float, ...]  # from the last value seen, then the forecast means
+    low: tuple[float, ...]  # 95% band, likewise
+    high: tuple[float, ...]
+    target: float  # the line it had less than ``chance`` of reaching
+    chance: float
+
+
+def _forecast(note: Any, last: tuple[int, float]) -> Forecast | None:
+    """The stored note as a band that starts at the trial's last value; None if malformed."""
+    try:
+        epochs = (last[0], *(int(e) for e in note["epochs"]))
+        mean, low, high = ((last[1], *(float(v) for v in note[k])) for k in ("mean", "low", "high"))
+        if not len(epochs) == len(mean) == len(low) == len(high):
+            return None
+        return Forecast(epochs, mean, low, high, float(note["target"]), float(note["chance"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class CurvesInfo(NamedTuple):
@@ -65,6 +93,11 @@ def curves_info(snap: StudySnapshot) -> CurvesInfo:
                 values=tuple(v for _, v in curve),
                 lr=xy[0] if xy else None,
                 weight_decay=xy[1] if xy else None,
+                forecast=(
+                    _forecast(t.user_attrs[attrs.FORECAST], curve[-1])
+                    if t.state == TrialState.PRUNED and attrs.FORECAST in t.user_attrs
+                    else None
+                ),
             )
         )
     best = best_trial(snap)
@@ -100,6 +133,51 @@ CURVE_HOVER = (
     "trial %{customdata[0]}: lr %{customdata[1]:.3g}, wd %{customdata[2]:.3g}"
     "<br>epoch %{x}: val acc %{y:.4f}<extra>%{fullData.name}</extra>"
 )
+
+
+def _forecast_traces(fig: go.Figure, stopped: Sequence[Curve]) -> None:
+    """The curve pruner's forecasts: every band as one filled trace (a gap between bands),
+    their means dashed, each trial's target as a short tick at its last epoch."""
+    if not stopped:
+        return
+    xs: list[float] = []
+    ys: list[float] = []
+    mx: list[float] = []
+    my: list[float] = []
+    hover: list[str] = []
+    for c in stopped:
+        f = c.forecast
+        assert f is not None
+        xs += [*f.epochs, *reversed(f.epochs), np.nan]
+        ys += [*f.high, *reversed(f.low), np.nan]
+        mx += [*f.epochs, np.nan]
+        my += [*f.mean, np.nan]
+        note = (
+            f"trial {c.number}, stopped after epoch {f.epochs[0]}: {100 * f.chance:.1f}% chance "
+            f"to end above {f.target:.3f} (within noise of the best)"
+        )
+        hover += [note] * len(f.epochs) + [""]
+    fig.add_trace(
+        go.Scatter(
+            x=xs, y=ys, mode="lines", fill="toself", fillcolor="rgba(120,120,120,0.12)",
+            line={"width": 0}, hoverinfo="skip", name="forecast when stopped (95%)",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=mx, y=my, mode="lines", line={"color": "rgba(90,90,90,0.6)", "width": 1,
+            "dash": "dash"}, text=hover, hovertemplate="%{text}<extra></extra>",
+            name="forecast mean", connectgaps=False,
+        )
+    )  # fmt: skip
+    ends = [(c.forecast.epochs[-1], c.forecast.target) for c in stopped if c.forecast]
+    fig.add_trace(
+        go.Scatter(
+            x=[e for e, _ in ends], y=[t for _, t in ends], mode="markers",
+            marker={"symbol": "line-ew-open", "size": 12, "color": "#666666"},
+            name="what it had to reach", hovertemplate="target %{y:.3f}<extra></extra>",
+        )
+    )  # fmt: skip
 
 
 def curves_figure(info: CurvesInfo) -> go.Figure:
@@ -175,6 +253,7 @@ def curves_figure(info: CurvesInfo) -> go.Figure:
                         hovertemplate=CURVE_HOVER,
                     )
                 )
+    _forecast_traces(fig, [c for c in info.curves if c.forecast is not None])
     best = [c for c in info.curves if c.number == info.best_number]
     if best:
         x, y, data = _joined(best)

@@ -121,6 +121,8 @@ def test_decay_warning_on_the_default_space_and_none_when_decay_can_act() -> Non
     assert check.warning is not None and "14.5%" in check.warning
     assert check.wd_that_matters == pytest.approx((1 / (1e-3 * 15630), 1 / (1e-4 * 15630)))
     assert decay_check((1e-4, 1e-3), (1e-4, 1.0), sched).warning is None
+    # lr x wd >= 1 wipes a weight in one step: the shrink is whole, not an overflow.
+    assert decay_check((1e-6, 1e7), (1e-3, 1e-3), sched).max_shrink == 1.0
 
 
 def test_a_sampler_that_moves_lr_and_wd_together_names_neither() -> None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -243,3 +244,44 @@ def test_a_worker_with_nothing_to_claim_stays_and_finishes_a_dead_worker_s_trial
     trials = optuna.load_study(study_name="inherit", storage=storage_url).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert sorted(trials[1].intermediate_values) == [1, 2, 3]
+
+
+CURVE_SPEC = (
+    SPEC.replace('name = "packed"', 'name = "curve"').replace(
+        'kind = "median"\nn_startup_trials = 1\nn_warmup_steps = 0',
+        'kind = "curve"\nthreshold = 0.05',
+    )
+    + "[confirm]\ntop_k = 1\nseeds = 2\n"
+)
+
+
+def test_the_curve_pruner_stops_slow_trials_in_a_pack_and_never_a_replicate(
+    storage_url: str, tiny_official: Path, tmp_path: Path
+) -> None:
+    """The grid above with ``[pruner] kind = "curve"`` in a pack of 3, then two seed
+    replicates of the best: the slow learning rates (flat near chance) are stopped once a fast
+    one has finished, each with the forecast that decided, members leaving their pack between
+    epochs; the replicates run to the end; ``sweeper best`` says what pruning saved."""
+    spec = tmp_path / "curve.toml"
+    spec.write_text(CURVE_SPEC)
+    args = ["run", str(spec), "--storage", storage_url, "--data", str(tiny_official)]
+    run = sweeper(*args, "--pack", "3")
+    assert run.returncode == 0, run.stderr
+    trials = optuna.load_study(study_name="curve", storage=storage_url).trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "the curve pruner stops a slow trial\n" + run.stderr
+    for t in pruned:
+        note = t.user_attrs["forecast"]
+        assert t.params["lr"] < 1e-5, "only slow learning rates are stopped"
+        assert note["epoch"] == t.user_attrs["epochs_run"] == max(t.intermediate_values) < 3
+        assert note["chance"] < 0.05 and note["high"][-1] < note["target"]
+    replicates = [t for t in trials if "replicate_of" in t.user_attrs]
+    assert len(replicates) == 2 and all(t.state == TrialState.COMPLETE for t in replicates)
+
+    best = sweeper("best", "--study", "curve", "--storage", storage_url, "--format", "json")
+    assert best.returncode == 0, best.stderr
+    saved = json.loads(best.stdout)["pruning"]
+    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert saved["stopped"] == len(pruned) and saved["epochs_unpruned"] == 3 * len(ended)
+    assert saved["epochs_saved"] == sum(3 - max(t.intermediate_values) for t in pruned) > 0
+    assert saved["pruner"] == "curve (threshold 0.05)"

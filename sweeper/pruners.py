@@ -5,14 +5,17 @@ better; step = epoch, from 1), so they work wherever Optuna's do: in a single tr
 a packed trainer (members ask between epochs and leave when pruned), and beside seed
 replicates (the worker never asks for those: replicates are never pruned).
 
-``CurvePruner`` stops a trial when the chance that it ends within noise of the best finished
-trial is below ``threshold``:
+``CurvePruner`` stops a trial when the chance that it ends above the best finished trial
+(``within_noise = true``: within noise of it) is below ``threshold``, that is, when going on
+would change the study's answer with less than that chance:
 
 - the best: the highest final value among finished trials that ran all ``epochs`` epochs
   (none yet: nothing is stopped);
 - within noise: at most ``within_noise_margin(sd)`` below it, the half-width of the 95%
   interval of two single runs' difference, with sd the noise model's prior per-run sd,
-  never below the test-set floor at the best's accuracy (``sweeper.analysis.noise``);
+  never below the test-set floor at the best's accuracy (``sweeper.analysis.noise``). This
+  keeps every trial that may tie the best, which ``bench/pruning_replay.py`` found costs
+  more epochs than any other pruner for no better answer: hence off by default;
 - the chance: the trial's last epoch forecast from the epochs it has shown
   (``sweeper.analysis.curves``: the shipped corpus prior updated by the study's finished
   curves; the population is rebuilt only when another trial finishes).
@@ -63,18 +66,21 @@ class CurvePruner(optuna.pruners.BasePruner):
         *,
         threshold: float = DEFAULT_THRESHOLD,
         min_epochs: int = 1,
+        within_noise: bool = False,
         n_val: int | None = None,
         prior: curves.CurvePrior | None = None,
         record: bool = True,
     ) -> None:
-        """``epochs``: a trial's full length; ``n_val``: the test-set size (the floor);
-        ``prior``: default the shipped corpus prior; ``record``: write the deciding
+        """``epochs``: a trial's full length; ``within_noise``: the line to reach is the
+        best less the within-noise margin, not the best; ``n_val``: the test-set size (the
+        floor); ``prior``: default the shipped corpus prior; ``record``: write the deciding
         forecast onto a stopped trial."""
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
         self.epochs = epochs
         self.threshold = threshold
         self.min_epochs = max(1, min_epochs)
+        self.within_noise = within_noise
         self.n_val = n_val or DEFAULT_N_VAL
         self.prior = prior or curves.shipped_prior()
         self.record = record
@@ -104,8 +110,9 @@ class CurvePruner(optuna.pruners.BasePruner):
         pop, best = self._population(study)
         if best is None:
             return None
-        sd = max(PRIOR_SD, floor_sd(best, self.n_val))
-        target = best - curves.within_noise_margin(sd)
+        target = best
+        if self.within_noise:
+            target -= curves.within_noise_margin(max(PRIOR_SD, floor_sd(best, self.n_val)))
         seen = curves.forecast(pop, curve)
         chance = seen.chance_above(target)
         if chance >= self.threshold:

@@ -63,7 +63,7 @@ PRUNER_PARAMS: dict[str, dict[str, type]] = {
     },
     "hyperband": {"min_resource": int, "max_resource": int, "reduction_factor": int},
     # sweeper.pruners: the learning-curve pruner and the one-epoch top-k baseline.
-    "curve": {"threshold": float, "min_epochs": int},
+    "curve": {"threshold": float, "min_epochs": int, "within_noise": bool},
     "top_k": {"k": int},
     "none": {},
 }

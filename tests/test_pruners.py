@@ -56,7 +56,7 @@ def _finished() -> list[list[float]]:
 
 
 def test_a_flat_loser_is_stopped_early(prior: curves.CurvePrior) -> None:
-    study = _study(CurvePruner(EPOCHS, prior=prior), _finished())
+    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), _finished())
     flat = [0.11, 0.115, 0.11, 0.112, 0.11, 0.113, 0.11, 0.11, 0.111, 0.11]
     epoch = _stopped_at(study, flat)
     assert epoch is not None and epoch <= 2
@@ -90,7 +90,7 @@ def test_a_late_bloomer_survives_where_a_flat_loser_of_the_same_start_is_stopped
         shapes.append(list(np.array(shape) + rng.normal(0, 0.004, EPOCHS)))
     prior = curves.fit_prior(shapes, "three shapes")
     best = rise(0.62, 1.0)
-    study = _study(CurvePruner(EPOCHS, prior=prior), [best])
+    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), [best])
     bloomer, stalled = _bloomer(0.625), _stalled(0.16)
     assert bloomer[0] == pytest.approx(stalled[0]) == pytest.approx(0.16) and best[
         0
@@ -101,8 +101,23 @@ def test_a_late_bloomer_survives_where_a_flat_loser_of_the_same_start_is_stopped
 
 
 def test_a_strong_trial_is_never_stopped(prior: curves.CurvePrior) -> None:
-    study = _study(CurvePruner(EPOCHS, prior=prior), _finished())
+    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), _finished())
     assert _stopped_at(study, rise(0.64, 0.9)) is None
+
+
+def test_by_default_the_line_is_the_best_itself(prior: curves.CurvePrior) -> None:
+    """A trial heading for 1.5 points below the best (0.60): within noise of it, so the
+    within-noise rule keeps it; by default (chance to end above the best) it is stopped,
+    after its forecast has narrowed onto a final below the best."""
+    close = rise(0.585, 0.8)
+    keep = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), _finished())
+    assert _stopped_at(keep, close) is None
+    stop = _study(CurvePruner(EPOCHS, prior=prior), _finished())
+    epoch = _stopped_at(stop, close)
+    assert epoch is not None
+    note = stop.trials[-1].user_attrs[attrs.FORECAST]
+    assert note["target"] == pytest.approx(note["best"], abs=1e-5)
+    assert note["best"] == pytest.approx(0.6, abs=0.01)
 
 
 def test_nothing_is_stopped_before_a_trial_finishes(prior: curves.CurvePrior) -> None:
@@ -111,7 +126,7 @@ def test_nothing_is_stopped_before_a_trial_finishes(prior: curves.CurvePrior) ->
 
 
 def test_min_epochs_and_the_last_epoch(prior: curves.CurvePrior) -> None:
-    study = _study(CurvePruner(EPOCHS, prior=prior, min_epochs=3), _finished())
+    study = _study(CurvePruner(EPOCHS, prior=prior, min_epochs=3, within_noise=True), _finished())
     assert _stopped_at(study, [0.1] * EPOCHS) == 3
 
 
@@ -127,7 +142,7 @@ def test_stopped_trials_would_rarely_have_ended_within_noise(prior: curves.Curve
     binomial sd at ~200 stops is 1.5 points)."""
     finished = _finished()
     best = max(c[-1] for c in finished)
-    pruner = CurvePruner(EPOCHS, prior=prior, record=False)
+    pruner = CurvePruner(EPOCHS, prior=prior, record=False, within_noise=True)
     study = _study(pruner, finished)
     margin = curves.within_noise_margin(0.01)
     stops = wrong = 0

@@ -56,7 +56,7 @@ def _finished() -> list[list[float]]:
 
 
 def test_a_flat_loser_is_stopped_early(prior: curves.CurvePrior) -> None:
-    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), _finished())
+    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True, threshold=0.05), _finished())
     flat = [0.11, 0.115, 0.11, 0.112, 0.11, 0.113, 0.11, 0.11, 0.111, 0.11]
     epoch = _stopped_at(study, flat)
     assert epoch is not None and epoch <= 2
@@ -90,7 +90,7 @@ def test_a_late_bloomer_survives_where_a_flat_loser_of_the_same_start_is_stopped
         shapes.append(list(np.array(shape) + rng.normal(0, 0.004, EPOCHS)))
     prior = curves.fit_prior(shapes, "three shapes")
     best = rise(0.62, 1.0)
-    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), [best])
+    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True, threshold=0.05), [best])
     bloomer, stalled = _bloomer(0.625), _stalled(0.16)
     assert bloomer[0] == pytest.approx(stalled[0]) == pytest.approx(0.16) and best[
         0
@@ -101,7 +101,7 @@ def test_a_late_bloomer_survives_where_a_flat_loser_of_the_same_start_is_stopped
 
 
 def test_a_strong_trial_is_never_stopped(prior: curves.CurvePrior) -> None:
-    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), _finished())
+    study = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True, threshold=0.05), _finished())
     assert _stopped_at(study, rise(0.64, 0.9)) is None
 
 
@@ -110,7 +110,7 @@ def test_by_default_the_line_is_the_best_itself(prior: curves.CurvePrior) -> Non
     within-noise rule keeps it; by default (chance to end above the best) it is stopped,
     after its forecast has narrowed onto a final below the best."""
     close = rise(0.585, 0.8)
-    keep = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True), _finished())
+    keep = _study(CurvePruner(EPOCHS, prior=prior, within_noise=True, threshold=0.05), _finished())
     assert _stopped_at(keep, close) is None
     stop = _study(CurvePruner(EPOCHS, prior=prior), _finished())
     epoch = _stopped_at(stop, close)
@@ -142,7 +142,7 @@ def test_stopped_trials_would_rarely_have_ended_within_noise(prior: curves.Curve
     binomial sd at ~200 stops is 1.5 points)."""
     finished = _finished()
     best = max(c[-1] for c in finished)
-    pruner = CurvePruner(EPOCHS, prior=prior, record=False, within_noise=True)
+    pruner = CurvePruner(EPOCHS, prior=prior, record=False, within_noise=True, threshold=0.05)
     study = _study(pruner, finished)
     margin = curves.within_noise_margin(0.01)
     stops = wrong = 0

@@ -36,7 +36,7 @@ def test_defaults_follow_the_design() -> None:
     assert (spec.space.weight_decay.low, spec.space.weight_decay.high) == (1e-4, 1e-2)
     assert spec.space.optimizer == ("adamw",)
     assert spec.training.batch_size == 32
-    assert spec.sampler.kind == "tpe" and spec.pruner.kind == "median"
+    assert spec.sampler.kind == "tpe" and spec.pruner.kind == "curve"
 
 
 def test_grid_budget_is_the_grid_size() -> None:
@@ -61,7 +61,10 @@ BAD_SPECS = [
         "[space.weight_decay] low must be > 0 on a log scale (got 0.0)",
     ),
     ('[study]\nname = "x"\n[sampler]\nkind = "bayes"\n', "[sampler] kind must be one of tpe"),
-    ('[study]\nname = "x"\n[pruner]\nkind = "asha"\n', "[pruner] kind must be one of median"),
+    (
+        '[study]\nname = "x"\n[pruner]\nkind = "asha"\n',
+        "[pruner] kind must be one of median, successive_halving, hyperband, curve, top_k",
+    ),
     (
         '[study]\nname = "x"\n[pruner]\nkind = "median"\nmin_resource = 1\n',
         "[pruner] min_resource is not a known key",

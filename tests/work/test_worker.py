@@ -274,7 +274,7 @@ def test_the_curve_pruner_stops_slow_trials_in_a_pack_and_never_a_replicate(
         note = t.user_attrs["forecast"]
         assert t.params["lr"] < 1e-5, "only slow learning rates are stopped"
         assert note["epoch"] == t.user_attrs["epochs_run"] == max(t.intermediate_values) < 3
-        assert note["chance"] < 0.05 and note["high"][-1] < note["target"]
+        assert note["chance"] < 0.05 and note["mean"][-1] < note["target"]
     replicates = [t for t in trials if "replicate_of" in t.user_attrs]
     assert len(replicates) == 2 and all(t.state == TrialState.COMPLETE for t in replicates)
 

@@ -15,7 +15,7 @@ would change the study's answer with less than that chance:
   interval of two single runs' difference, with sd the noise model's prior per-run sd,
   never below the test-set floor at the best's accuracy (``sweeper.analysis.noise``). This
   keeps every trial that may tie the best, which ``bench/pruning_replay.py`` found costs
-  more epochs than any other pruner for no better answer: hence off by default;
+  more epochs than every other pruner but none, for no better answer: off by default;
 - the chance: the trial's last epoch forecast from the epochs it has shown
   (``sweeper.analysis.curves``: the shipped corpus prior updated by the study's finished
   curves; the population is rebuilt only when another trial finishes).
@@ -25,9 +25,9 @@ trial it writes the forecast that decided (``attrs.FORECAST``: the epoch, every 
 epoch's mean and 95% band, the best, the target and the chance) onto the trial, so the
 views can draw what justified the stop.
 
-``FirstEpochTopK`` is the baseline of Egele et al. (2023), "one epoch is (almost) all you
-need": after its first epoch a trial goes on only if its value is among the ``k`` best
-first-epoch values reported so far (any trial, any state); later epochs are never judged.
+``FirstEpochTopK`` is the one-epoch baseline of Egele et al. (2023): after its first epoch
+a trial goes on only if its value is among the ``k`` best first-epoch values reported so far
+(any trial, any state); later epochs are never judged.
 """
 
 from __future__ import annotations
